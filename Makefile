@@ -1,0 +1,40 @@
+# The two commands the README starts with:
+#   make demo   set up, build, convert the bundled prose-tiny model and inspect the result
+#   make test   set up, build, run every test (unit + interop against the real llama.cpp)
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: all setup build demo test asan fuzz bench clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@mkdir -p $(BUILD)/demo
+	$(BUILD)/qforge convert models/prose-tiny -o $(BUILD)/demo/prose-tiny-f16.gguf --force
+	$(BUILD)/qforge inspect $(BUILD)/demo/prose-tiny-f16.gguf
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure
+	@scripts/run-fuzzers.sh $(FUZZ_SECONDS)
+
+# Debug build with AddressSanitizer + UndefinedBehaviorSanitizer, unit tests only.
+asan: setup
+	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQFORGE_SANITIZE=ON -DQFORGE_BENCH=OFF >/dev/null
+	@cmake --build build-asan -j $(JOBS) --target qforge_tests qforge
+	build-asan/qforge_tests --gtest_brief=1
+
+fuzz: setup
+	@scripts/run-fuzzers.sh $(FUZZ_SECONDS)
+
+bench: build
+	@echo "see bench/README.md"
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -1,0 +1,8 @@
+#include "cli/commands.h"
+
+namespace qf::cli {
+void register_commands(CLI::App& app) {
+    register_convert(app);
+    register_inspect(app);
+}
+}  // namespace qf::cli

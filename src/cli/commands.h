@@ -1,0 +1,9 @@
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace qf::cli {
+// Adds every subcommand to the app; each one runs from its callback.
+void register_commands(CLI::App& app);
+void register_convert(CLI::App& app);
+void register_inspect(CLI::App& app);
+}  // namespace qf::cli

@@ -1,0 +1,36 @@
+// qforge: quantize, plan and evaluate LLMs for local hardware. The CLI only parses
+// arguments and calls into the library; each subcommand lives in its own cmd_*.cpp.
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/output_file.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+int main(int argc, char** argv) {
+    qf::install_interrupt_cleanup();
+    CLI::App app{
+        "qforge - quantize, plan and evaluate LLMs for your own hardware.\n"
+        "Convert Hugging Face checkpoints to GGUF files that llama.cpp, ollama and LM Studio load."};
+    app.set_version_flag("--version", "qforge 0.1.0");
+    app.require_subcommand(1);
+    app.footer(
+        "Examples:\n"
+        "  qforge convert ./models/prose-tiny                    # -> prose-tiny-f16.gguf\n"
+        "  qforge convert ./Llama-3.2-1B --outtype bf16 -o llama.gguf\n"
+        "  qforge inspect llama.gguf                             # metadata, tensors, bits per weight\n"
+        "Run 'qforge <command> --help' for the options of a command.");
+    qf::cli::register_commands(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    } catch (const qf::Error& e) {
+        fmt::print(stderr, "qforge: error: {}\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "qforge: error: {}\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,52 @@
+#include "support/test_paths.h"
+
+#include "support/llama_dir.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <sys/wait.h>
+
+namespace fs = std::filesystem;
+
+namespace qf::test {
+
+std::string source_dir() { return QFORGE_SOURCE_DIR; }
+std::string bundled_model(const char* name) { return source_dir() + "/models/" + name; }
+
+std::optional<std::string> shared_dir() {
+    std::error_code ec;
+    if (fs::is_directory(fs::path(QFORGE_SHARED_DIR) / "models", ec)) return fs::path(QFORGE_SHARED_DIR).lexically_normal().string();
+    return std::nullopt;
+}
+
+std::string qforge_binary() { return QFORGE_BINARY; }
+std::string llama_dir() { return llama_lib_dir(); }
+
+std::string scratch_dir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "global";
+    for (char& c : name)
+        if (c == '/') c = '_';
+    fs::path dir = fs::temp_directory_path() / ("qforge-test-" + std::to_string(::getpid())) / name;
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    return dir.string();
+}
+
+int run_command(const std::string& command, std::string* output) {
+    std::string full = command + " 2>&1";
+    FILE* pipe = ::popen(full.c_str(), "r");
+    if (!pipe) return -1;
+    std::array<char, 4096> buf{};
+    std::string out;
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+    int status = ::pclose(pipe);
+    if (output) *output = out;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace qf::test
