@@ -2,6 +2,7 @@
 // Value types are kept exactly (llama.cpp checks them: a u32 key written as i32 fails).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,6 +97,9 @@ public:
 
 private:
     std::vector<GgufKV> entries_;
+    // key -> position in entries_, so lookups stay O(log n) even for hostile files with
+    // millions of keys (the reader checks every key for duplicates).
+    std::map<std::string, size_t, std::less<>> index_;
 };
 
 }  // namespace qf

@@ -1,0 +1,16 @@
+// Q4_0: 32 weights in 18 bytes (4.5 bits per weight).
+// Layout: fp16 d (LE) at 0, then qs[16]: byte j holds element j in its low nibble and element
+// j+16 in its high nibble. Decoding: y = (q - 8) * d.
+#pragma once
+#include <cstdint>
+
+namespace qf {
+
+void dequantize_row_q4_0(const void* src, float* dst, int64_t n);
+// n is a whole row (a multiple of 32): llama.cpp's importance weighting uses the row's mean square.
+void quantize_row_q4_0(const float* src, void* dst, int64_t n, const float* importance);
+// llama.cpp's own encoding of the row (quantize_q4_0), byte for byte; one of the candidates
+// quantize_row_q4_0 chooses from, exposed so the tests can check it against libggml.
+void quantize_row_q4_0_llama(const float* src, void* dst, int64_t n, const float* importance);
+
+}  // namespace qf

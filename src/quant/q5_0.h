@@ -1,0 +1,16 @@
+// Q5_0: 32 weights in 22 bytes (5.5 bits per weight).
+// Layout: fp16 d at 0, qh (u32 LE) at 2 whose bit i is the fifth bit of element i, qs[16] at 6:
+// byte j holds the low four bits of element j (low nibble) and of element j+16 (high nibble).
+// Decoding: y = (q - 16) * d.
+#pragma once
+#include <cstdint>
+
+namespace qf {
+
+void dequantize_row_q5_0(const void* src, float* dst, int64_t n);
+// n is a whole row (a multiple of 32): llama.cpp's importance weighting uses the row's mean square.
+void quantize_row_q5_0(const float* src, void* dst, int64_t n, const float* importance);
+// llama.cpp's own encoding (quantize_q5_0), byte for byte; a candidate and a test oracle.
+void quantize_row_q5_0_llama(const float* src, void* dst, int64_t n, const float* importance);
+
+}  // namespace qf

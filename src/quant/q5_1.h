@@ -1,0 +1,16 @@
+// Q5_1: 32 weights in 24 bytes (6 bits per weight).
+// Layout: fp16 d at 0, fp16 m at 2, qh (u32 LE) at 4 whose bit i is the fifth bit of element i,
+// qs[16] at 8: byte j holds the low four bits of element j (low nibble) and of element j+16
+// (high nibble). Decoding: y = q * d + m.
+#pragma once
+#include <cstdint>
+
+namespace qf {
+
+void dequantize_row_q5_1(const void* src, float* dst, int64_t n);
+// n is a whole row (a multiple of 32): llama.cpp's importance weighting uses the row's mean square.
+void quantize_row_q5_1(const float* src, void* dst, int64_t n, const float* importance);
+// llama.cpp's own encoding (quantize_q5_1), byte for byte; a candidate and a test oracle.
+void quantize_row_q5_1_llama(const float* src, void* dst, int64_t n, const float* importance);
+
+}  // namespace qf

@@ -1,0 +1,14 @@
+// Q8_0: 32 weights in 34 bytes (8.5 bits per weight).
+// Layout: fp16 d at 0, then qs[32] as int8. Decoding: y = q * d.
+#pragma once
+#include <cstdint>
+
+namespace qf {
+
+void dequantize_row_q8_0(const void* src, float* dst, int64_t n);
+// Importance weights steer our search; llama.cpp ignores them for Q8_0.
+void quantize_row_q8_0(const float* src, void* dst, int64_t n, const float* importance);
+// llama.cpp's own encoding (quantize_row_q8_0_ref), byte for byte; a candidate and a test oracle.
+void quantize_row_q8_0_llama(const float* src, void* dst, int64_t n, const float* importance);
+
+}  // namespace qf
