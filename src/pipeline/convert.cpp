@@ -46,8 +46,8 @@ ConvertResult convert_hf_to_gguf(const ConvertOptions& options) {
     std::vector<MappedTensor> mapped = map_hf_tensors(cfg, st);
 
     GgufMetadata md;
-    add_arch_metadata(cfg, file_type, md);
-    TokenizerExportOptions tok{cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id};
+    add_arch_metadata(cfg, file_type, md, count_parameters(mapped));
+    TokenizerExportOptions tok{cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id, cfg.gguf_arch == "llama"};
     add_tokenizer_metadata(options.input_dir, tok, md);
 
     std::vector<GgufTensorPlan> plan;

@@ -80,7 +80,8 @@ inline uint16_t nonzero_f16(float v) {
     return h;
 }
 
-// Neighbouring fp16 codes of the same sign (the next larger / smaller magnitude); 0 when none.
+// Neighbouring fp16 code of the same sign (dir +1: next larger magnitude, -1: next smaller);
+// false when that would leave the finite range or cross zero.
 inline bool f16_step(uint16_t h, int dir, uint16_t& out) {
     const int mag = h & 0x7FFF;
     const int next = mag + dir;
@@ -311,35 +312,24 @@ struct AsymState {
 };
 
 // Scores fp16 super-scales (hd, hm): every sub-block re-fits its integer (sc, m) by hill
-// climbing from (sc0[j], m0[j]).
-double eval_asym_from(const AsymSpec& spec, const float* x, const float* w, uint16_t hd, uint16_t hm, const int* sc0,
-                      const int* m0, AsymState& st) {
+// climbing from the rounding of its continuous scale and min (or of a previous choice).
+double eval_asym_scales(const AsymSpec& spec, const float* x, const float* w, uint16_t hd, uint16_t hm,
+                        const float* start_scale, const float* start_min, AsymState& st) {
     const float d = f16_to_f32(hd), dmin = f16_to_f32(hm);
     st.d = d;
     st.dmin = dmin;
     double total = 0;
     for (int j = 0; j < spec.n_sub; ++j) {
+        const int sc0 = d > 0 ? static_cast<int>(std::nearbyint(std::clamp(start_scale[j] / d, -1e6f, 1e6f))) : 0;
+        const int m0 = dmin != 0 ? static_cast<int>(std::nearbyint(std::clamp(start_min[j] / dmin, -1e6f, 1e6f))) : 0;
         const int off = j * spec.sub_elems;
-        const SubChoice c =
-            refine_asym_sub(x + off, w + off, spec.sub_elems, spec.qmax, spec.smax, d, dmin, sc0[j], m0[j]);
+        const SubChoice c = refine_asym_sub(x + off, w + off, spec.sub_elems, spec.qmax, spec.smax, d, dmin, sc0, m0);
         st.sc[j] = c.sc;
         st.m[j] = c.m;
         total += c.err;
     }
     st.err = total;
     return total;
-}
-
-// The same, starting from the rounding of continuous per-sub-block scales and mins.
-double eval_asym_scales(const AsymSpec& spec, const float* x, const float* w, uint16_t hd, uint16_t hm,
-                        const float* start_scale, const float* start_min, AsymState& st) {
-    const float d = f16_to_f32(hd), dmin = f16_to_f32(hm);
-    int sc0[16], m0[16];
-    for (int j = 0; j < spec.n_sub; ++j) {
-        sc0[j] = d > 0 ? static_cast<int>(std::nearbyint(std::clamp(start_scale[j] / d, -1e6f, 1e6f))) : 0;
-        m0[j] = dmin != 0 ? static_cast<int>(std::nearbyint(std::clamp(start_min[j] / dmin, -1e6f, 1e6f))) : 0;
-    }
-    return eval_asym_from(spec, x, w, hd, hm, sc0, m0, st);
 }
 
 // ---------------- symmetric formats: y = (d*sc)*q ----------------
@@ -495,6 +485,8 @@ SubChoice refine_sym_sub(const float* x, const float* w, int n, const SymSpec& s
     return best;
 }
 
+// Scores an fp16 super-scale: every sub-block picks its best integer scale near its fitted
+// scale, its opposite-sign alternative and (when polishing) its previous choice.
 double eval_sym_scale(const SymSpec& spec, const float* x, const float* w, uint16_t hd, const float* fit_scale,
                       const float* alt_scale, const float* prev_scale, SymState& st) {
     const float d = f16_to_f32(hd);

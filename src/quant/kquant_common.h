@@ -11,9 +11,14 @@
 // one with the smallest weighted squared error on the dequantized values:
 //   1. llama.cpp's own algorithm, reproduced operation for operation (namespace llama below), so
 //      our result is never worse than ggml_quantize_chunk's on any block;
-//   2. a search (search_asym / search_sym) that fits each sub-block, tries several fp16
-//      super-scales and then re-fits every sub-block's integer scale (and min) for the rounded
-//      super-scale, re-rounding the quants each time.
+//   2. a search (search_asym / search_sym) that fits each sub-block (continuous scale and min
+//      under the actual metric), tries several fp16 super-scales, re-fits every sub-block's
+//      integer scale (and min) for each rounded super-scale by hill climbing on the exact error
+//      with re-rounded quants, and finally refits the super-scales by least squares for the
+//      chosen integers. For blocks with sub-blocks of all-positive values it also tries a
+//      negative dmin (non-negative offsets): ggml decodes it with the same linear formula.
+// The metric is sum w (x - y)^2 with w = importance, or 1 without. Everything is per block, on
+// the stack, deterministic, and independent of how rows are split over threads.
 #pragma once
 #include "common/half.h"
 
@@ -24,8 +29,6 @@ namespace qf::kquant {
 
 inline constexpr int kBlockElems = 256;      // QK_K
 inline constexpr float kGroupMaxEps = 1e-15f;  // ggml GROUP_MAX_EPS: groups below it are all-zero
-
-inline float round_to_f16(float v) { return f16_to_f32(f32_to_f16(v)); }
 
 // Weighted squared error sum_i w_i (x_i - y_i)^2 in double; w == nullptr means all weights 1.
 double weighted_sq_error(const float* x, const float* y, const float* w, int n);
@@ -74,6 +77,7 @@ struct SymBlock {
     int8_t q[kBlockElems] = {};
 };
 
+// The same for the symmetric formats.
 double search_sym(const SymSpec& spec, const float* x, const float* w, SymBlock& out);
 
 // ---- llama.cpp's search helpers (ggml-quants.c), same float operation order ---------------
@@ -89,11 +93,7 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
 float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights);
 }  // namespace llama
 
-}  // namespace qf::kquant
-
 // ---- Candidate selection shared by the five formats ----------------------------------------
-
-namespace qf::kquant {
 
 // Quantizes n values (a multiple of 256) block by block: llama(x, importance_or_null, block)
 // writes llama.cpp's encoding, ours(x, weights, block) ours (weights are the importance or all
@@ -114,6 +114,10 @@ void quantize_blocks_best_of(const float* src, Block* dst, int64_t n, const floa
         llama(x, imp, from_llama);
         dequant(from_llama, y);
         const double err_llama = weighted_sq_error(x, y, imp, kBlockElems);
+        if (err_llama == 0) {  // exact already (zeros, some constants): nothing to win
+            dst[b] = from_llama;
+            continue;
+        }
         ours(x, imp ? imp : ones, from_search);
         dequant(from_search, y);
         const double err_search = weighted_sq_error(x, y, imp, kBlockElems);

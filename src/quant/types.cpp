@@ -29,7 +29,7 @@ const std::array kTypes = {
     TypeTraits{GgmlType::Q4_1, "q4_1", 32, 20, dequantize_row_q4_1, quantize_row_q4_1, true},
     TypeTraits{GgmlType::Q5_0, "q5_0", 32, 22, dequantize_row_q5_0, quantize_row_q5_0, true},
     TypeTraits{GgmlType::Q5_1, "q5_1", 32, 24, dequantize_row_q5_1, quantize_row_q5_1, true},
-    TypeTraits{GgmlType::Q8_0, "q8_0", 32, 34, dequantize_row_q8_0, quantize_row_q8_0, false},
+    TypeTraits{GgmlType::Q8_0, "q8_0", 32, 34, dequantize_row_q8_0, quantize_row_q8_0, true},
     TypeTraits{GgmlType::Q8_1, "q8_1", 32, 36, nullptr, nullptr, false},
     TypeTraits{GgmlType::Q2_K, "q2_K", 256, 84, dequantize_row_q2_K, quantize_row_q2_K, true},
     TypeTraits{GgmlType::Q3_K, "q3_K", 256, 110, dequantize_row_q3_K, quantize_row_q3_K, true},

@@ -279,10 +279,11 @@ TEST_P(QuantKRoundTrip, ConstantRowsAreNearlyExact) {
 }
 
 TEST_P(QuantKRoundTrip, PowerOfTwoScalingScalesTheResultExactly) {
-    // Every step of the search is exact under scaling by 4 (fp16 scales stay normal here), so the
+    // Every step of the search is exact under scaling by 4 as long as the fp16 super-scales stay
+    // normal numbers (sigma 1 gives Q6_K's d about 7e-4, above the subnormal range), so the
     // chosen encoding is the same and only the super-scales' exponents change.
     const GgmlType type = GetParam();
-    std::vector<float> x = gaussian(2048, 4, 0.05f);
+    std::vector<float> x = gaussian(2048, 4, 1.0f);
     std::vector<float> x4(x.size());
     for (size_t i = 0; i < x.size(); ++i) x4[i] = 4.0f * x[i];
     const std::vector<float> y = dequantize(type, quantize(type, x), 2048);
@@ -296,7 +297,10 @@ TEST_P(QuantKRoundTrip, HugeAndTinyInputsStayFinite) {
         const std::vector<float> x = gaussian(512, 6, sigma);
         const std::vector<float> y = dequantize(type, quantize(type, x), 512);
         for (const float v : y) ASSERT_TRUE(std::isfinite(v)) << type_name(type) << " sigma " << sigma;
-        if (sigma <= 1e6f) EXPECT_LT(rmse(x, y), 0.5 * sigma) << type_name(type) << " sigma " << sigma;
+        // 1e-30 is below the smallest fp16 step (6e-8): zeros are the best there is.
+        if (sigma >= 1e-6f && sigma <= 1e6f) {
+            EXPECT_LT(rmse(x, y), 0.5 * sigma) << type_name(type) << " sigma " << sigma;
+        }
     }
 }
 
