@@ -21,7 +21,7 @@ demo: build
 	$(BUILD)/qforge inspect $(BUILD)/demo/prose-tiny-f16.gguf
 
 test: build
-	cd $(BUILD) && ctest --output-on-failure
+	cd $(BUILD) && QFORGE_TEST_THREADS=$${QFORGE_TEST_THREADS:-$(JOBS)} ctest --output-on-failure
 	@scripts/run-fuzzers.sh $(FUZZ_SECONDS)
 
 # Debug build with AddressSanitizer + UndefinedBehaviorSanitizer, unit tests only.

@@ -30,7 +30,7 @@ void register_convert(CLI::App& app) {
         if (!t) fail("convert: unknown --outtype '{}'", *outtype);
         opts->outtype = t->id;
         ConvertResult r = convert_hf_to_gguf(*opts);
-        fmt::print("wrote {}: {} tensors, {:.2f} M parameters, {} bytes in {:.1f} s\n", r.output, r.n_tensors,
+        fmt::print("wrote {}: {} tensors, {:.2f} M parameters, {} bytes in {:.2f} s\n", r.output, r.n_tensors,
                    r.n_params / 1e6, r.file_bytes, r.seconds);
     });
 }
