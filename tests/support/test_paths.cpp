@@ -25,12 +25,28 @@ std::optional<std::string> shared_dir() {
 std::string qforge_binary() { return QFORGE_BINARY; }
 std::string llama_dir() { return llama_lib_dir(); }
 
+namespace {
+fs::path scratch_root() { return fs::temp_directory_path() / ("qforge-test-" + std::to_string(::getpid())); }
+
+// Removes this run's scratch folders when the test program ends (set QFORGE_KEEP_SCRATCH=1
+// to keep them for a look).
+class ScratchCleanup : public ::testing::Environment {
+public:
+    void TearDown() override {
+        if (std::getenv("QFORGE_KEEP_SCRATCH")) return;
+        std::error_code ec;
+        fs::remove_all(scratch_root(), ec);
+    }
+};
+[[maybe_unused]] ::testing::Environment* const g_cleanup = ::testing::AddGlobalTestEnvironment(new ScratchCleanup);
+}  // namespace
+
 std::string scratch_dir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "global";
     for (char& c : name)
         if (c == '/') c = '_';
-    fs::path dir = fs::temp_directory_path() / ("qforge-test-" + std::to_string(::getpid())) / name;
+    fs::path dir = scratch_root() / name;
     fs::remove_all(dir);
     fs::create_directories(dir);
     return dir.string();
