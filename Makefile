@@ -28,7 +28,7 @@ test: build
 asan: setup
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQFORGE_SANITIZE=ON -DQFORGE_BENCH=OFF >/dev/null
 	@cmake --build build-asan -j $(JOBS) --target qforge_tests qforge
-	build-asan/qforge_tests --gtest_brief=1
+	build-asan/tests/qforge_tests --gtest_brief=1
 
 fuzz: setup
 	@scripts/run-fuzzers.sh $(FUZZ_SECONDS)

@@ -4,5 +4,7 @@ namespace qf::cli {
 void register_commands(CLI::App& app) {
     register_convert(app);
     register_inspect(app);
+    register_plan(app);
+    register_quantize(app);
 }
 }  // namespace qf::cli

@@ -6,4 +6,6 @@ namespace qf::cli {
 void register_commands(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_inspect(CLI::App& app);
+void register_plan(CLI::App& app);
+void register_quantize(CLI::App& app);
 }  // namespace qf::cli

@@ -7,6 +7,24 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace {
+// llama.cpp spells some options with one dash and several letters (-ctk, -ngl ...); CLI11
+// only accepts those with two dashes, so the familiar spellings are rewritten first.
+std::vector<std::string> llama_style_arguments(int argc, char** argv) {
+    static const char* const kSingleDash[] = {"-ctk", "-ctv", "-np", "-ub", "-ngl"};
+    std::vector<std::string> args(argv + 1, argv + argc);
+    for (auto& a : args)
+        for (const char* flag : kSingleDash)
+            if (a == flag || a.rfind(std::string(flag) + "=", 0) == 0) a.insert(0, "-");
+    std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
+    return args;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
     qf::install_interrupt_cleanup();
     CLI::App app{
@@ -22,7 +40,9 @@ int main(int argc, char** argv) {
         "Run 'qforge <command> --help' for the options of a command.");
     qf::cli::register_commands(app);
     try {
-        app.parse(argc, argv);
+        app.name(argv[0]);
+        std::vector<std::string> args = llama_style_arguments(argc, argv);
+        app.parse(args);
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     } catch (const qf::Error& e) {

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <functional>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace qf {
@@ -20,6 +21,16 @@ public:
     void convert_tensor(const MappedTensor& tensor, const ModelConfig& cfg, GgmlType type, const float* importance,
                         const std::function<void(std::span<const std::byte>)>& sink,
                         const std::function<void(uint64_t elements_done)>& on_progress);
+    // The general form: rows come from `read_rows(first_row, n_rows, dst)` as f32. importance is
+    // empty or holds ne[0] weights per matrix, matrix m serving rows [m*ne[1], (m+1)*ne[1])
+    // (one per expert of a 3-D MoE tensor, as llama-quantize slices an imatrix). quantize:
+    // the row kernel, nullptr for the type table's (traits(type).quantize).
+    using RowReader = std::function<void(int64_t first_row, int64_t n_rows, float* dst)>;
+    void convert_rows(const std::string& name, std::span<const int64_t> shape, GgmlType type,
+                      std::span<const float> importance, const RowReader& read_rows,
+                      const std::function<void(std::span<const std::byte>)>& sink,
+                      const std::function<void(uint64_t elements_done)>& on_progress,
+                      QuantizeRowFn quantize = nullptr);
     int threads() const { return threads_; }
 
 private:

@@ -28,7 +28,7 @@ float llama_subblock_scale(const float* xb, const float* weight, uint8_t* L) {
     float id = 1 / d;
     float sumqx = 0, sumq2 = 0;
     for (int j = 0; j < 32; ++j) {
-        const int l = llama_best_index(values, 16, id * xb[j]);
+        const int l = llama_ref::best_index_int8(values, 16, id * xb[j]);
         L[j] = static_cast<uint8_t>(l);
         const float q = values[l];
         sumqx += weight[j] * q * xb[j];
@@ -40,7 +40,7 @@ float llama_subblock_scale(const float* xb, const float* weight, uint8_t* L) {
         id = static_cast<float>(itry + values[0]) / max;
         sumqx = sumq2 = 0;
         for (int j = 0; j < 32; ++j) {
-            const int l = llama_best_index(values, 16, id * xb[j]);
+            const int l = llama_ref::best_index_int8(values, 16, id * xb[j]);
             const float q = values[l];
             sumqx += weight[j] * q * xb[j];
             sumq2 += weight[j] * q * q;
@@ -93,7 +93,7 @@ struct Iq4Nl {
         store_u16(block, f32_to_f16(scale));
         // ggml then re-picks every index with the unrounded scale.
         const float id = scale != 0.0f ? 1 / scale : 0.0f;
-        for (int j = 0; j < 32; ++j) L[j] = static_cast<uint8_t>(llama_best_index(kIq4nlValues, 16, id * x[j]));
+        for (int j = 0; j < 32; ++j) L[j] = static_cast<uint8_t>(llama_ref::best_index_int8(kIq4nlValues, 16, id * x[j]));
         pack_nibbles32(block + 2, L);
     }
 
@@ -166,7 +166,7 @@ struct Iq4Xs {
             const float dl = d * static_cast<float>(l[ib]);
             const float idl = dl != 0.0f ? 1 / dl : 0.0f;
             for (int j = 0; j < 32; ++j)
-                L[32 * ib + j] = static_cast<uint8_t>(llama_best_index(kIq4nlValues, 16, idl * x[32 * ib + j]));
+                L[32 * ib + j] = static_cast<uint8_t>(llama_ref::best_index_int8(kIq4nlValues, 16, idl * x[32 * ib + j]));
         }
         pack(block, f32_to_f16(d), l, L);
     }

@@ -720,4 +720,101 @@ double search_sym(const SymSpec& spec, const float* x, const float* w, SymBlock&
     return best.err;
 }
 
+// ---- llama.cpp's Q4_K / Q5_K encoder -------------------------------------------------------
+
+namespace {
+
+// The requantization step both llama.cpp paths end with: every value re-rounded with its
+// decoded sub-block scale and min (sub-blocks whose scale decodes to 0 keep their quants).
+void llama_requantize(int qmax, const float* x, const LlamaScaleMinBlock& b, uint8_t* L) {
+    uint8_t sc[8], m[8];
+    unpack_scale_min_k4(b.scales, sc, m);
+    for (int j = 0; j < 8; ++j) {
+        const float d = f16_to_f32(b.d) * sc[j];
+        if (!d) continue;
+        const float dm = f16_to_f32(b.dmin) * m[j];
+        for (int ii = 0; ii < 32; ++ii) {
+            const int l = nearest_int((x[32 * j + ii] + dm) / d);
+            L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(qmax, l)));
+        }
+    }
+}
+
+// quantize_row_q{4,5}_K_ref for one block.
+void llama_scale_min_plain(const LlamaScaleMinSpec& spec, const float* x, LlamaScaleMinBlock& b) {
+    uint8_t Laux[32];
+    float weights[32], mins[8], scales[8];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; ++j) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = std::sqrt(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+        scales[j] = llama_ref::make_qkx2_quants(32, spec.qmax, x + 32 * j, weights, b.q + 32 * j, &mins[j], Laux,
+                                                spec.plain_rmin, 0.1f, spec.plain_nstep, false);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    uint8_t ls[8], lm[8];
+    for (int j = 0; j < 8; ++j) {
+        ls[j] = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[j])));
+        lm[j] = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * mins[j])));
+    }
+    pack_scale_min_k4(ls, lm, b.scales);
+    b.d = f32_to_f16(max_scale / 63.f);
+    b.dmin = f32_to_f16(max_min / 63.f);
+    llama_requantize(spec.qmax, x, b, b.q);
+}
+
+// quantize_row_q{4,5}_K_impl for one block (the importance path).
+void llama_scale_min_weighted(const LlamaScaleMinSpec& spec, const float* x, const float* qw, LlamaScaleMinBlock& b) {
+    uint8_t Laux[32], Ls[8], Lm[8];
+    float weights[32], sw[8], mins[8], scales[8];
+    float sum_x2 = 0;
+    for (int l = 0; l < kBlockElems; ++l) sum_x2 += x[l] * x[l];
+    const float sigma2 = 2 * sum_x2 / kBlockElems;
+    for (int j = 0; j < 8; ++j) {
+        for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 32; ++l) sumw += weights[l];
+        sw[j] = sumw;
+        scales[j] = llama_ref::make_qkx3_quants(32, spec.qmax, x + 32 * j, weights, b.q + 32 * j, &mins[j], Laux,
+                                                -0.9f, 0.05f, 36, false);
+    }
+    const float d_block = llama_ref::make_qp_quants(8, 63, scales, Ls, sw);
+    const float m_block = llama_ref::make_qp_quants(8, 63, mins, Lm, sw);
+    if (spec.clamp_weighted_codes) {
+        for (int j = 0; j < 8; ++j) {
+            Ls[j] = std::min<uint8_t>(63, Ls[j]);
+            Lm[j] = std::min<uint8_t>(63, Lm[j]);
+        }
+    }
+    // Packed as ggml does, without masking: make_qp_quants limits the codes to 63 unless a
+    // negative value wrapped (Q4_K only), whose stray high bits then land exactly where ggml's
+    // packing puts them. For codes <= 63 this equals pack_scale_min_k4.
+    std::memset(b.scales, 0, sizeof b.scales);
+    for (int j = 0; j < 8; ++j) {
+        if (j < 4) {
+            b.scales[j] = Ls[j];
+            b.scales[j + 4] = Lm[j];
+        } else {
+            b.scales[j + 4] = static_cast<uint8_t>((Ls[j] & 0xF) | ((Lm[j] & 0xF) << 4));
+            b.scales[j - 4] |= static_cast<uint8_t>((Ls[j] >> 4) << 6);
+            b.scales[j] |= static_cast<uint8_t>((Lm[j] >> 4) << 6);
+        }
+    }
+    b.d = f32_to_f16(d_block);
+    b.dmin = f32_to_f16(m_block);
+    llama_requantize(spec.qmax, x, b, b.q);
+}
+
+}  // namespace
+
+void llama_scale_min_block(const LlamaScaleMinSpec& spec, const float* x, const float* qw, LlamaScaleMinBlock& out) {
+    if (qw) llama_scale_min_weighted(spec, x, qw, out);
+    else llama_scale_min_plain(spec, x, out);
+}
+
 }  // namespace qf::kquant

@@ -9,7 +9,7 @@
 //
 // Quantization of one super-block evaluates several complete candidate encodings and keeps the
 // one with the smallest weighted squared error on the dequantized values:
-//   1. llama.cpp's own algorithm, reproduced operation for operation (namespace llama below), so
+//   1. llama.cpp's own algorithm, reproduced operation for operation (llama_reference.h), so
 //      our result is never worse than ggml_quantize_chunk's on any block;
 //   2. a search (search_asym / search_sym) that fits each sub-block (continuous scale and min
 //      under the actual metric), tries several fp16 super-scales, re-fits every sub-block's
@@ -21,6 +21,7 @@
 // the stack, deterministic, and independent of how rows are split over threads.
 #pragma once
 #include "common/half.h"
+#include "quant/llama_reference.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -28,7 +29,7 @@
 namespace qf::kquant {
 
 inline constexpr int kBlockElems = 256;      // QK_K
-inline constexpr float kGroupMaxEps = 1e-15f;  // ggml GROUP_MAX_EPS: groups below it are all-zero
+using llama_ref::kGroupMaxEps;  // ggml GROUP_MAX_EPS: groups below it are all-zero
 
 // Weighted squared error sum_i w_i (x_i - y_i)^2 in double; w == nullptr means all weights 1.
 double weighted_sq_error(const float* x, const float* y, const float* w, int n);
@@ -80,18 +81,25 @@ struct SymBlock {
 // The same for the symmetric formats.
 double search_sym(const SymSpec& spec, const float* x, const float* w, SymBlock& out);
 
-// ---- llama.cpp's search helpers (ggml-quants.c), same float operation order ---------------
-// Only used to reproduce ggml_quantize_chunk's bytes as one candidate; see the .cpp for what
-// each does. Argument meanings follow ggml's make_* functions.
-namespace llama {
-float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw);
-float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse);
-float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                       uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad);
-float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                       uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad);
-float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights);
-}  // namespace llama
+// ---- llama.cpp's Q4_K / Q5_K encoder -------------------------------------------------------
+// quantize_row_q4_K_ref/_impl and quantize_row_q5_K_ref/_impl (ggml-quants.c) are one algorithm
+// with different constants; this is that algorithm, reproduced operation for operation. Each
+// format keeps its own quant bit layout: the quants come back unpacked.
+struct LlamaScaleMinSpec {
+    int qmax;                   // quants in [0, qmax]: 15 (Q4_K) or 31 (Q5_K)
+    float plain_rmin;           // make_qkx2_quants rmin and nstep of the _ref path
+    int plain_nstep;
+    bool clamp_weighted_codes;  // _impl clamps the 6-bit scale/min codes to 63 (Q5_K) or packs them as they are (Q4_K)
+};
+
+struct LlamaScaleMinBlock {
+    uint16_t d = 0, dmin = 0;  // fp16 bits
+    uint8_t scales[12] = {};   // eight 6-bit scales and mins, pack_scale_min_k4 layout
+    uint8_t q[kBlockElems] = {};
+};
+
+// qw == nullptr: the _ref path; otherwise the _impl path with the 256 importance weights qw.
+void llama_scale_min_block(const LlamaScaleMinSpec& spec, const float* x, const float* qw, LlamaScaleMinBlock& out);
 
 // ---- Candidate selection shared by the five formats ----------------------------------------
 

@@ -51,7 +51,7 @@ void llama_block_plain(const float* x, BlockQ2K& b) {
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 16; ++j) {
         for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-        scales[j] = kquant::llama::make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
+        scales[j] = llama_ref::make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
                                                     0.1f, 15, true);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
@@ -86,11 +86,11 @@ void llama_block_weighted(const float* x, const float* qw, BlockQ2K& b) {
     for (int j = 0; j < 16; ++j) {
         for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
         for (int l = 0; l < 16; ++l) sw[j] += weight[l];
-        scales[j] = kquant::llama::make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f,
+        scales[j] = llama_ref::make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f,
                                                     0.05f, 36, false);
     }
-    const float dm = kquant::llama::make_qp_quants(16, 15, scales, Ls, sw);
-    const float mm = kquant::llama::make_qp_quants(16, 15, mins, Lm, sw);
+    const float dm = llama_ref::make_qp_quants(16, 15, scales, Ls, sw);
+    const float mm = llama_ref::make_qp_quants(16, 15, mins, Lm, sw);
     b.d = f32_to_f16(dm);
     b.dmin = f32_to_f16(mm);
     for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));

@@ -68,7 +68,7 @@ void llama_block_plain(const float* x, BlockQ3K& b) {
     float scales[16];
     float max_scale = 0, amax = 0;
     for (int j = 0; j < 16; ++j) {
-        scales[j] = kquant::llama::make_q3_quants(16, 4, x + 16 * j, L + 16 * j, true);
+        scales[j] = llama_ref::make_q3_quants(16, 4, x + 16 * j, L + 16 * j, true);
         const float scale = std::fabs(scales[j]);
         if (scale > amax) {
             amax = scale;
@@ -103,9 +103,9 @@ void llama_block_weighted(const float* x, const float* qw, BlockQ3K& b) {
         float sumw = 0;
         for (int l = 0; l < 16; ++l) sumw += weight[l];
         sw[j] = sumw;
-        scales[j] = kquant::llama::make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
+        scales[j] = llama_ref::make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
     }
-    const float d_block = kquant::llama::make_qx_quants(16, 32, scales, Ls, 1, sw);
+    const float d_block = llama_ref::make_qx_quants(16, 32, scales, Ls, 1, sw);
     int8_t sc[16];
     for (int j = 0; j < 16; ++j) sc[j] = static_cast<int8_t>(Ls[j] - 32);
     kquant::pack_scales_q3_k(sc, b.scales);

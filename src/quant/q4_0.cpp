@@ -14,7 +14,7 @@ struct Q4_0 {
     };
 
     static RowContext row_context(const float* row, int64_t n, const float* importance) {
-        return {importance ? llama_row_sigma2(row, n) : 0.0f};
+        return {importance ? llama_ref::row_sigma2(row, n) : 0.0f};
     }
 
     static void pack(uint8_t* block, uint16_t d, const uint8_t* q) {
@@ -33,25 +33,7 @@ struct Q4_0 {
     // quantize_row_q4_0_ref without importance, quantize_row_q4_0_impl with it.
     static void llama_block(const RowContext& ctx, const float* x, const float* qw, uint8_t* block) {
         uint8_t q[32];
-        if (!qw) {
-            float amax = 0, max = 0;
-            for (int j = 0; j < 32; ++j) {
-                if (amax < std::fabs(x[j])) {
-                    amax = std::fabs(x[j]);
-                    max = x[j];
-                }
-            }
-            const float d = max / -8.0f;
-            const float id = d != 0.0f ? 1.0f / d : 0.0f;
-            for (int j = 0; j < 32; ++j) q[j] = static_cast<uint8_t>(std::min(15, static_cast<int>(x[j] * id + 8.5f)));
-            pack(block, f32_to_f16(d), q);
-            return;
-        }
-        float weight[32];
-        for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(ctx.sigma2 + x[j] * x[j]);
-        int8_t L[32];
-        const float d = llama_make_qx_quants(32, 8, x, L, weight);
-        for (int j = 0; j < 32; ++j) q[j] = static_cast<uint8_t>(L[j]);
+        const float d = llama_symmetric_block(8, ctx.sigma2, x, qw, q);
         pack(block, f32_to_f16(d), q);
     }
 

@@ -2,7 +2,6 @@
 
 #include "quant/quant_common.h"
 
-#include <cfloat>
 
 namespace qf {
 namespace {
@@ -16,7 +15,7 @@ struct Q5_1 {
     };
 
     static RowContext row_context(const float* row, int64_t n, const float* importance) {
-        return {importance ? llama_row_sigma2(row, n) : 0.0f};
+        return {importance ? llama_ref::row_sigma2(row, n) : 0.0f};
     }
 
     static void pack(uint8_t* block, uint16_t d, uint16_t m, const uint8_t* q) {
@@ -44,24 +43,9 @@ struct Q5_1 {
     // quantize_row_q5_1_impl with it.
     static void llama_block(const RowContext& ctx, const float* x, const float* qw, uint8_t* block) {
         uint8_t q[32];
-        if (!qw) {
-            float min = FLT_MAX, max = -FLT_MAX;
-            for (int j = 0; j < 32; ++j) {
-                if (x[j] < min) min = x[j];
-                if (x[j] > max) max = x[j];
-            }
-            const float d = (max - min) / 31.0f;
-            const float id = d != 0.0f ? 1.0f / d : 0.0f;
-            for (int j = 0; j < 32; ++j) q[j] = static_cast<uint8_t>(static_cast<int>((x[j] - min) * id + 0.5f));
-            pack(block, f32_to_f16(d), f32_to_f16(min), q);
-            return;
-        }
-        float weight[32];
-        for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(ctx.sigma2 + x[j] * x[j]);
-        uint8_t Laux[32];
-        float the_min;
-        const float d = llama_make_qkx3_quants(32, 31, x, weight, q, &the_min, Laux, -0.9f, 0.05f, 36);
-        pack(block, f32_to_f16(d), f32_to_f16(-the_min), q);
+        float min;
+        const float d = llama_affine_block(31, false, ctx.sigma2, x, qw, q, &min);
+        pack(block, f32_to_f16(d), f32_to_f16(min), q);
     }
 
     static void search_block(const float* x, const float* w, uint8_t* block) {

@@ -54,7 +54,7 @@ void llama_block(const float* x, const float* importance, BlockQ6K& b) {
     float max_scale = 0, max_abs_scale = 0;
     for (int ib = 0; ib < 16; ++ib) {
         const float scale =
-            kquant::llama::make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, importance ? importance + 16 * ib : nullptr);
+            llama_ref::make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, importance ? importance + 16 * ib : nullptr);
         scales[ib] = scale;
         const float abs_scale = std::fabs(scale);
         if (abs_scale > max_abs_scale) {

@@ -1,134 +1,58 @@
 #include "quant/quant_common.h"
 
+#include <cfloat>
 #include <cmath>
 #include <limits>
 
 namespace qf::quant {
 
-// The llama_* functions below must keep ggml's exact sequence of float operations (sums in
-// index order, the same association in products); do not "simplify" them.
-
-float llama_row_sigma2(const float* x, int64_t n) {
-    float sum_x2 = 0;
-    for (int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
-    return sum_x2 / static_cast<float>(n);
+float llama_symmetric_block(int nmax, float sigma2, const float* x, const float* qw, uint8_t* q) {
+    if (!qw) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; ++j) {
+            if (amax < std::fabs(x[j])) {
+                amax = std::fabs(x[j]);
+                max = x[j];
+            }
+        }
+        const float d = max / -static_cast<float>(nmax);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float offset = static_cast<float>(nmax) + 0.5f;  // 8.5f / 16.5f, exact
+        for (int j = 0; j < 32; ++j) q[j] = static_cast<uint8_t>(std::min(2 * nmax - 1, static_cast<int>(x[j] * id + offset)));
+        return d;
+    }
+    float weight[32];
+    for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+    int8_t L[32];
+    const float d = llama_ref::make_qx_quants(32, nmax, x, L, 1, weight);
+    for (int j = 0; j < 32; ++j) q[j] = static_cast<uint8_t>(L[j]);
+    return d;
 }
 
-float llama_make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* w) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
+float llama_affine_block(int nmax, bool clamp_ref_codes, float sigma2, const float* x, const float* qw, uint8_t* q,
+                         float* min_out) {
+    if (!qw) {
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < 32; ++j) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
         }
-    }
-    if (amax < kGroupMaxEps) {
-        for (int i = 0; i < n; ++i) L[i] = 0;
-        return 0.0f;
-    }
-    float iscale = static_cast<float>(-nmax) / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        int l = nearest_int(iscale * x[i]);
-        l = std::max(-nmax, std::min(nmax - 1, l));
-        L[i] = static_cast<int8_t>(l + nmax);
-        const float fl = static_cast<float>(l);
-        sumlx += w[i] * x[i] * fl;
-        suml2 += w[i] * fl * fl;
-    }
-    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; ++is) {
-        if (is == 0) continue;
-        iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; ++i) {
-            int l = nearest_int(iscale * x[i]);
-            l = std::max(-nmax, std::min(nmax - 1, l));
-            const float fl = static_cast<float>(l);
-            sumlx += w[i] * x[i] * fl;
-            suml2 += w[i] * fl * fl;
+        const float d = (max - min) / static_cast<float>(nmax);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 32; ++j) {
+            const int l = static_cast<int>((x[j] - min) * id + 0.5f);
+            q[j] = static_cast<uint8_t>(clamp_ref_codes ? std::min(nmax, l) : l);
         }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; ++i) {
-                const int l = nearest_int(iscale * x[i]);
-                L[i] = static_cast<int8_t>(nmax + std::max(-nmax, std::min(nmax - 1, l)));
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
+        *min_out = min;
+        return d;
     }
-    return scale;
-}
-
-float llama_make_qkx3_quants(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min,
-                             uint8_t* Laux, float rmin, float rdelta, int nstep) {
-    float min = x[0], max = x[0];
-    float sum_w = w[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max <= min) {
-        std::memset(L, 0, static_cast<size_t>(n));
-        *the_min = -min;
-        return 0.0f;
-    }
-    float iscale = static_cast<float>(nmax) / (max - min);
-    float scale = 1 / iscale;
-    float best_err = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = nearest_int(iscale * (x[i] - min));
-        L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-        float diff = scale * static_cast<float>(L[i]) + min - x[i];
-        diff = diff * diff;
-        best_err += w[i] * diff;
-    }
-    if (nstep < 1) {
-        *the_min = -min;
-        return scale;
-    }
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax)) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            int l = nearest_int(iscale * (x[i] - min));
-            l = std::max(0, std::min(nmax, l));
-            Laux[i] = static_cast<uint8_t>(l);
-            const float fl = static_cast<float>(l);
-            sum_l += w[i] * fl;
-            sum_l2 += w[i] * fl * fl;
-            sum_xl += w[i] * fl * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float err = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
-                diff = diff * diff;
-                err += w[i] * diff;
-            }
-            if (err < best_err) {
-                std::memcpy(L, Laux, static_cast<size_t>(n));
-                best_err = err;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
+    float weight[32];
+    for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+    uint8_t Laux[32];
+    float the_min;
+    const float d = llama_ref::make_qkx3_quants(32, nmax, x, weight, q, &the_min, Laux, -0.9f, 0.05f, 36, false);
+    *min_out = -the_min;
+    return d;
 }
 
 namespace {

@@ -1,13 +1,11 @@
 // Building blocks shared by the 32-element block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
 // IQ4_NL) and IQ4_XS. Two families live here:
 //
-//  * llama_* functions: llama.cpp's own block searches (ggml-quants.c: make_qx_quants,
-//    make_qkx3_quants, best_index_int8, the row "sigma2"), re-expressed with the same
-//    floating-point operations in the same order so that they give the same bytes. Every
-//    quantizer keeps llama.cpp's answer as one candidate; that is what guarantees our
-//    error is never above llama.cpp's. (This relies on plain IEEE arithmetic: no
-//    -ffast-math and no FMA contraction, which the default x86-64 build satisfies; the
-//    interop test checks the bytes against libggml.)
+//  * llama_*_block: llama.cpp's own encoders of Q4_0/Q5_0 and Q4_1/Q5_1, built on the
+//    reference searches of llama_reference.h (make_qx_quants, make_qkx3_quants,
+//    best_index_int8, the row "sigma2"; shared with IQ4 and the K-quants). Every quantizer
+//    keeps llama.cpp's answer as one candidate; that is what guarantees our error is never
+//    above llama.cpp's.
 //  * our searches: many scale candidates, least-squares refits, fp16-aware requantisation
 //    and a walk over neighbouring fp16 scales, all judged by the exact error the stored
 //    (fp16) scales give.
@@ -16,6 +14,7 @@
 // or all ones, and y exactly what the dequantizer produces.
 #pragma once
 #include "common/half.h"
+#include "quant/llama_reference.h"
 
 #include <algorithm>
 #include <cmath>
@@ -26,7 +25,7 @@
 
 namespace qf::quant {
 
-inline constexpr float kGroupMaxEps = 1e-15f;  // ggml GROUP_MAX_EPS: smaller blocks are written as zero
+using llama_ref::kGroupMaxEps;  // ggml GROUP_MAX_EPS: smaller blocks are written as zero
 
 // Little-endian u16/u32 access to block bytes (blocks are not aligned in general).
 inline uint16_t load_u16(const uint8_t* p) {
@@ -72,33 +71,22 @@ inline double weighted_sq_error(const float* x, const float* y, const float* w, 
     return err;
 }
 
-// ---------------------------------------------------------------- llama.cpp's searches
+// ---------------------------------------------------------------- llama.cpp's block encoders
+//
+// quantize_row_q4_0 and q5_0 (and q4_1 and q5_1) differ in ggml only by their constants; these
+// are those two algorithms, reproduced operation for operation. qw == nullptr gives the _ref
+// path, otherwise the _impl path with weights qw * sqrt(sigma2 + x^2) (sigma2: llama_ref::row_sigma2
+// of the row). The stored bit layout stays with each format.
 
-// ggml best_index_int8: index of the table entry nearest to x (ties go to the upper entry).
-inline int llama_best_index(const int8_t* values, int n, float x) {
-    if (x <= values[0]) return 0;
-    if (x >= values[n - 1]) return n - 1;
-    int lo = 0, hi = n - 1;
-    while (hi - lo > 1) {
-        const int mid = (lo + hi) / 2;
-        if (x < values[mid]) hi = mid;
-        else lo = mid;
-    }
-    return x - values[hi - 1] < values[hi] - x ? hi - 1 : hi;
-}
+// Q4_0 (nmax 8) / Q5_0 (nmax 16): writes the 32 codes level + nmax (0 .. 2 nmax - 1) and
+// returns the scale before fp16 rounding.
+float llama_symmetric_block(int nmax, float sigma2, const float* x, const float* qw, uint8_t* q);
 
-// Sum of squares of the whole row divided by its length, summed in float left to right as
-// ggml's quantize_row_q{4,5}_{0,1}_impl do (their per-element weights use it).
-float llama_row_sigma2(const float* x, int64_t n);
-
-// make_qx_quants with rmse_type 1 and weights w: symmetric levels -nmax..nmax-1, stored in L
-// as level + nmax. Returns the (float, unrounded) scale.
-float llama_make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* w);
-
-// make_qkx3_quants (mean squared error variant): levels 0..nmax, y = scale*L - the_min.
-// Returns the scale and sets *the_min (>= 0). Laux is scratch of n bytes.
-float llama_make_qkx3_quants(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min,
-                             uint8_t* Laux, float rmin, float rdelta, int nstep);
+// Q4_1 (nmax 15) / Q5_1 (nmax 31): writes the 32 codes (0 .. nmax), returns the scale and sets
+// *min, both before fp16 rounding. ggml's _ref clamps the codes to nmax for Q4_1 only
+// (clamp_ref_codes); Q5_1's cannot exceed 31 anyway.
+float llama_affine_block(int nmax, bool clamp_ref_codes, float sigma2, const float* x, const float* qw, uint8_t* q,
+                         float* min);
 
 // ---------------------------------------------------------------- level grids
 //

@@ -1,6 +1,7 @@
 #include "quant/types.h"
 
 #include "common/error.h"
+#include "common/strings.h"
 #include "quant/float_types.h"
 #include "quant/iq4.h"
 #include "quant/q2_k.h"
@@ -15,7 +16,6 @@
 #include "quant/q8_0.h"
 
 #include <array>
-#include <cctype>
 
 namespace qf {
 namespace {
@@ -56,14 +56,6 @@ const std::array kTypes = {
     TypeTraits{GgmlType::TQ2_0, "tq2_0", 256, 66, nullptr, nullptr, false},
     TypeTraits{GgmlType::MXFP4, "mxfp4", 32, 17, nullptr, nullptr, false},
 };
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-        if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-            return false;
-    return true;
-}
 
 }  // namespace
 

@@ -1,9 +1,9 @@
 // The llama_ftype table: one row per file type qforge can write.
 #include "common/error.h"
+#include "common/strings.h"
 #include "recipe/recipe.h"
 
 #include <array>
-#include <cctype>
 
 namespace qf {
 namespace {
@@ -42,14 +42,6 @@ struct Alias {
 };
 // llama-quantize's short names for the medium mixes.
 constexpr std::array kAliases = {Alias{"Q3_K", F::Q3_K_M}, Alias{"Q4_K", F::Q4_K_M}, Alias{"Q5_K", F::Q5_K_M}};
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-        if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-            return false;
-    return true;
-}
 
 }  // namespace
 

@@ -1,17 +1,15 @@
-// llama.cpp's scale-search helpers for the K-quants (ggml-quants.c: make_qx_quants,
-// make_q3_quants, make_qkx2_quants, make_qkx3_quants, make_qp_quants), rewritten with the same
-// float operations in the same order and the same integer conversions. They exist so that one of
-// the candidates a K-quant quantizer evaluates is exactly the block ggml_quantize_chunk would have
-// written: keeping the best candidate then guarantees our error is never above llama.cpp's.
-// Do not "improve" anything here; a changed rounding or summation order breaks that guarantee
-// (tests/interop/test_quant_k_interop.cpp compares the bytes).
-#include "quant/kquant_common.h"
+// llama.cpp's reference searches (ggml-quants.c), rewritten with the same float operations in
+// the same order and the same integer conversions. See llama_reference.h for why nothing here
+// may be reordered or "improved".
+#include "quant/llama_reference.h"
+
+#include "common/half.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-namespace qf::kquant::llama {
+namespace qf::llama_ref {
 
 namespace {
 // The weight ggml uses for element i when no explicit weights are given (rmse_type 1..4).
@@ -23,10 +21,9 @@ inline float implicit_weight(int rmse_type, float x) {
         default: return std::sqrt(std::fabs(x));
     }
 }
-}  // namespace
-
-// Symmetric search: signed scale with quants in [-nmax, nmax-1]; stores L = l + nmax.
-float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
+// The signed value of largest magnitude (the first one on ties), as make_qx_quants and
+// make_q3_quants scan for it. False when the group is below GROUP_MAX_EPS (written as zero).
+bool signed_absmax(int n, const float* x, float* max_out) {
     float max = 0;
     float amax = 0;
     for (int i = 0; i < n; ++i) {
@@ -36,8 +33,22 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
             max = x[i];
         }
     }
-    if (amax < kGroupMaxEps) {
-        for (int i = 0; i < n; ++i) L[i] = 0;
+    *max_out = max;
+    return !(amax < kGroupMaxEps);
+}
+}  // namespace
+
+float row_sigma2(const float* x, int64_t n) {
+    float sum_x2 = 0;
+    for (int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+    return sum_x2 / static_cast<float>(n);
+}
+
+// Symmetric search: signed scale with quants in [-nmax, nmax-1]; stores L = l + nmax.
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
+    float max;
+    if (!signed_absmax(n, x, &max)) {
+        std::fill(L, L + n, int8_t{0});
         return 0.f;
     }
     float iscale = -nmax / max;
@@ -91,17 +102,9 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
 
 // Symmetric search with x^2 weights followed by per-element coordinate descent (Q3_K reference).
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
-    float max = 0;
-    float amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
-        for (int i = 0; i < n; ++i) L[i] = 0;
+    float max;
+    if (!signed_absmax(n, x, &max)) {
+        std::fill(L, L + n, int8_t{0});
         return 0.f;
     }
     const float iscale = -nmax / max;
@@ -307,4 +310,4 @@ float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* q
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-}  // namespace qf::kquant::llama
+}  // namespace qf::llama_ref
