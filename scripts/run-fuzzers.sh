@@ -12,8 +12,17 @@ cmake --build build-fuzz -j "$(nproc)" --target $targets
 for t in $targets; do
   corpus="build-fuzz/corpus/$t"
   mkdir -p "$corpus"
-  [ -d "tests/fuzz/corpus/$t" ] && cp -n tests/fuzz/corpus/$t/* "$corpus"/ 2>/dev/null || true
+  for seeds in "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t"; do
+    [ -d "$seeds" ] && cp -n "$seeds"/* "$corpus"/ 2>/dev/null || true
+  done
   echo "fuzz: $t for ${SECONDS_EACH}s"
-  "build-fuzz/$t" -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 "$corpus" 2>&1 | tail -n 3
+  log="build-fuzz/$t.log"
+  if ! "build-fuzz/$t" -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
+       -artifact_prefix="build-fuzz/$t-" "$corpus" >"$log" 2>&1; then
+    grep -vE '^#[0-9]+' "$log" | tail -n 25
+    echo "fuzz: $t FAILED; the input is saved as build-fuzz/$t-crash-* (add it to tests/fuzz/corpus/$t/ once fixed)"
+    exit 1
+  fi
+  grep -E 'stat::number_of_executed_units|stat::new_units_added' "$log" || true
 done
 echo "fuzz: all targets ran without a crash"

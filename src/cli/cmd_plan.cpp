@@ -24,7 +24,7 @@ GgmlType cache_type(const std::string& name, const char* option) {
 }  // namespace
 
 void register_plan(CLI::App& app) {
-    auto* cmd = app.add_subcommand("plan", "Will it run? File sizes, memory, context and speed from config.json alone");
+    auto* cmd = app.add_subcommand("plan", "Will it run? File sizes, memory, context and speed from config.json alone, or of a GGUF file");
     auto a = std::make_shared<PlanArgs>();
     auto ctk = std::make_shared<std::string>("f16");
     auto ctv = std::make_shared<std::string>("f16");
@@ -36,7 +36,10 @@ void register_plan(CLI::App& app) {
     auto unified = std::make_shared<bool>(false);
     auto json_out = std::make_shared<bool>(false);
     auto verbose = std::make_shared<bool>(false);
-    cmd->add_option("MODEL", a->model, "Hugging Face model folder or its config.json (no weights needed)")->required();
+    cmd->add_option("MODEL", a->model,
+                    "Hugging Face model folder or its config.json (no weights needed), or a GGUF file (its own tensor "
+                    "types: an 'as-is' row, then the size of requantizing it to each type)")
+        ->required();
     cmd->add_option("--type", a->types, "File types to plan, comma-separated (default F16,Q8_0,Q6_K,Q5_K_M,Q4_K_M,IQ4_XS,Q3_K_M,Q2_K)");
     cmd->add_option("-c,--ctx-size", *n_ctx, "Context size in tokens (default 4096)");
     cmd->add_option("--ctk,--cache-type-k", *ctk, "KV cache type for K: f16, q8_0, q4_0, ... (llama.cpp -ctk)");
@@ -55,11 +58,13 @@ void register_plan(CLI::App& app) {
     cmd->add_flag("--json", *json_out, "Machine-readable output");
     cmd->add_flag("--verbose", *verbose, "Tensor types and memory breakdown per file type");
     cmd->footer("Sizes are exact for llama/mistral/qwen2/qwen3 folders with tokenizer files (same bytes as\n"
-                "'qforge convert' / llama-quantize); the context defaults to 4096 tokens.\n"
+                "'qforge convert' / llama-quantize); the context defaults to 4096 tokens. For a GGUF file the\n"
+                "first row is the file itself; the others are what llama-quantize --allow-requantize would write.\n"
                 "Examples:\n"
                 "  qforge plan examples/llama-3.1-8b --gpu 4090\n"
                 "  qforge plan ./Qwen3-8B --type Q4_K_M,Q8_0 -c 32768 --ctk q8_0 --ctv q8_0 --gpu 'M3 Max 64'\n"
-                "  qforge plan ./Mixtral-8x7B --gpu 2x3090 --ram 64GiB --json");
+                "  qforge plan ./Mixtral-8x7B --gpu 2x3090 --ram 64GiB --json\n"
+                "  qforge plan model-Q4_K_M.gguf --type Q8_0 --gpu 4090");
     cmd->callback([=] {
         PlanArgs args = *a;
         args.context.n_ctx = *n_ctx ? *n_ctx : 4096;

@@ -35,13 +35,20 @@ inline bool checked_pad(uint64_t x, uint64_t alignment, uint64_t* out) {
 
 // Product of all dims, which must each be >= 0; false when it exceeds INT64_MAX.
 inline bool checked_element_count(std::span<const int64_t> shape, int64_t* out) {
-    uint64_t n = 1;
+    // The product of the non-zero dimensions must fit too: a zero-sized dimension must not
+    // let sub-products (rows = ne1*ne2*ne3, found by the fuzzer) overflow elsewhere.
+    uint64_t nonzero = 1;
+    bool any_zero = false;
     for (int64_t d : shape) {
         if (d < 0) return false;
-        if (mul_overflows(n, static_cast<uint64_t>(d), &n)) return false;
+        if (d == 0) {
+            any_zero = true;
+            continue;
+        }
+        if (mul_overflows(nonzero, static_cast<uint64_t>(d), &nonzero)) return false;
     }
-    if (n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return false;
-    *out = static_cast<int64_t>(n);
+    if (nonzero > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return false;
+    *out = any_zero ? 0 : static_cast<int64_t>(nonzero);
     return true;
 }
 

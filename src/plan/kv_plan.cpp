@@ -3,6 +3,7 @@
 #include "common/error.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace qf {
 
@@ -27,10 +28,10 @@ KvPlan plan_kv_cache(const PlanModel& m, const ContextOptions& o) {
     if (is_quantized(o.type_v) && !o.flash_attn)
         fail("plan: a quantized V cache ({}) needs flash attention", type_name(o.type_v));
     // llama.cpp checks the block against the head size, not only the row width.
-    for (GgmlType t : {o.type_k, o.type_v})
-        if (m.head_dim % traits(t).block_elems != 0)
+    for (auto [t, head] : {std::pair{o.type_k, m.head_dim}, std::pair{o.type_v, m.v_head_dim()}})
+        if (head % traits(t).block_elems != 0)
             fail("plan: cache type {} (block {}) does not divide the head size {}", type_name(t), traits(t).block_elems,
-                 m.head_dim);
+                 head);
     KvPlan kv;
     uint32_t n_ctx = pad256(std::max<uint32_t>(o.n_ctx, 1));
     if (o.kv_unified) {

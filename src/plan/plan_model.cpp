@@ -1,10 +1,13 @@
 #include "plan/plan_model.h"
 
 #include "common/error.h"
+#include "gguf/gguf_reader.h"
+#include "recipe/recipe.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -152,15 +155,20 @@ PlanModel parse_plan_model(const json& j, const std::string& label, const std::s
     return m;
 }
 
-PlanModel load_plan_model(const std::string& dir_or_config_json) {
-    fs::path p(dir_or_config_json);
-    fs::path config = fs::is_directory(p) ? p / "config.json" : p;
+PlanModel load_plan_model(const std::string& model_path) {
+    fs::path p(model_path);
+    std::error_code ec;
+    if (fs::is_regular_file(p, ec) && is_gguf_file(model_path)) return load_plan_model_from_gguf(model_path);
+    fs::path config = fs::is_directory(p, ec) ? p / "config.json" : p;
     const std::string label = config.string();
     std::ifstream in(config);
-    if (!in) fail("{}: cannot open (expected a model folder or its config.json)", label);
+    if (!in) fail("{}: cannot open (expected a model folder, its config.json or a GGUF file)", label);
     json j;
     try {
         j = json::parse(in);
+    } catch (const json::parse_error& e) {
+        // The parser's own text quotes the offending bytes, which in a binary file are anything.
+        fail("{}: neither a GGUF file (no GGUF magic) nor valid JSON (parse error at byte {})", label, e.byte);
     } catch (const json::exception& e) {
         fail("{}: invalid JSON: {}", label, e.what());
     }
@@ -174,6 +182,134 @@ PlanModel load_plan_model(const std::string& dir_or_config_json) {
     return m;
 }
 
+bool is_gguf_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    char magic[4] = {};
+    return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";
+}
+
+bool PlanGgufFile::has_quantized_tensors() const {
+    return std::any_of(tensors.begin(), tensors.end(), [](const GgufTensorPlan& t) { return is_quantized(t.type); });
+}
+
+namespace {
+
+// Any GGUF integer as int64 (unsigned values beyond int64 clamped: they fail the range checks).
+int64_t clamped_integer(const GgufValue& v) {
+    return v.type == GgufValueType::U64 ? static_cast<int64_t>(std::min<uint64_t>(v.u, INT64_MAX)) : v.as_i64();
+}
+
+// A positive 32-bit count from GGUF metadata. Per-layer arrays (head_count_kv of hybrid
+// models) give layer 0's value, as llama-quantize's recipe reads them.
+std::optional<uint32_t> gguf_count(const GgufMetadata& md, const std::string& key, const std::string& label) {
+    const GgufValue* v = md.find(key);
+    if (!v) return std::nullopt;
+    const GgufValue* scalar = v;
+    if (v->type == GgufValueType::ARRAY) {
+        if (v->items.empty()) fail("{}: metadata key {} is an empty array", label, key);
+        scalar = &v->items.front();
+    }
+    if (!scalar->is_integer()) fail("{}: metadata key {} is not an integer", label, key);
+    const int64_t x = clamped_integer(*scalar);
+    if (x <= 0 || x > std::numeric_limits<uint32_t>::max())
+        fail("{}: metadata key {} must be a positive 32-bit integer (got {})", label, key, x);
+    return static_cast<uint32_t>(x);
+}
+
+uint32_t gguf_required(const GgufMetadata& md, const std::string& key, const std::string& label) {
+    auto v = gguf_count(md, key, label);
+    if (!v) fail("{}: missing metadata key {}", label, key);
+    return *v;
+}
+
+}  // namespace
+
+PlanModel load_plan_model_from_gguf(const std::string& path) {
+    const GgufFile file(path);
+    const GgufMetadata& md = file.metadata();
+    const GgufValue* arch_value = md.find("general.architecture");
+    if (!arch_value || arch_value->type != GgufValueType::STRING) fail("{}: missing general.architecture", path);
+    const std::string arch = arch_value->as_string();
+    static constexpr const char* kSupported[] = {"llama", "qwen2", "qwen3", "qwen3moe", "gemma2", "phi3"};
+    if (std::find(std::begin(kSupported), std::end(kSupported), arch) == std::end(kSupported))
+        fail("{}: architecture '{}' is not supported by the planner (supported: llama, qwen2, qwen3, qwen3moe, gemma2, "
+             "phi3)",
+             path, arch);
+
+    auto gguf = std::make_shared<PlanGgufFile>();
+    gguf->path = path;
+    gguf->file_bytes = file.file_size();
+    gguf->data_offset = file.data_offset();
+    gguf->metadata = md;
+    gguf->tensors.reserve(file.tensors().size());
+    for (const GgufTensorInfo& t : file.tensors()) gguf->tensors.push_back({t.name, t.shape, t.type});
+    if (const GgufValue* ft = md.find("general.file_type");
+        ft && ft->is_integer() && clamped_integer(*ft) >= 0 && clamped_integer(*ft) <= std::numeric_limits<uint32_t>::max()) {
+        gguf->file_type_id = static_cast<uint32_t>(ft->as_i64());
+        gguf->file_type = find_file_type(*gguf->file_type_id);
+    }
+    const GgufTensorInfo* token_embd = file.find_tensor("token_embd.weight");
+
+    PlanModel m;
+    m.model_type = arch;
+    m.gguf_arch = arch;
+    m.dir = fs::path(path).parent_path().string();
+    if (m.dir.empty()) m.dir = ".";
+    const std::string a = arch + ".";
+    m.n_layer = gguf_required(md, a + "block_count", path);
+    m.n_embd = gguf_required(md, a + "embedding_length", path);
+    m.n_head = gguf_required(md, a + "attention.head_count", path);
+    m.n_head_kv = gguf_count(md, a + "attention.head_count_kv", path).value_or(m.n_head);
+    m.head_dim = gguf_count(md, a + "attention.key_length", path).value_or(m.n_embd / m.n_head);
+    if (m.head_dim == 0) fail("{}: embedding_length {} is smaller than head_count {}", path, m.n_embd, m.n_head);
+    const uint32_t head_dim_v = gguf_count(md, a + "attention.value_length", path).value_or(m.head_dim);
+    if (head_dim_v != m.head_dim) m.head_dim_v = head_dim_v;
+    m.context_length = gguf_count(md, a + "context_length", path).value_or(4096);
+
+    // llama.cpp's n_vocab is the tokenizer's; without one, the arch key, then the embedding rows.
+    if (const GgufValue* tokens = md.find("tokenizer.ggml.tokens"); tokens && tokens->type == GgufValueType::ARRAY) {
+        if (tokens->items.empty() || tokens->items.size() > std::numeric_limits<uint32_t>::max())
+            fail("{}: tokenizer.ggml.tokens has {} entries", path, tokens->items.size());
+        m.n_vocab = static_cast<uint32_t>(tokens->items.size());
+    } else if (auto v = gguf_count(md, a + "vocab_size", path)) {
+        m.n_vocab = *v;
+    } else if (token_embd && token_embd->shape.size() == 2 && token_embd->shape[1] > 0 &&
+               token_embd->shape[1] <= std::numeric_limits<uint32_t>::max()) {
+        m.n_vocab = static_cast<uint32_t>(token_embd->shape[1]);
+    } else {
+        fail("{}: no vocabulary size (tokenizer.ggml.tokens, {}vocab_size or token_embd.weight)", path, a);
+    }
+
+    m.n_expert = gguf_count(md, a + "expert_count", path).value_or(0);
+    if (m.n_expert) {
+        m.n_expert_used = gguf_count(md, a + "expert_used_count", path).value_or(0);
+        m.n_ff = gguf_count(md, a + "feed_forward_length", path).value_or(1);
+        m.n_ff_exp = gguf_count(md, a + "expert_feed_forward_length", path).value_or(m.n_ff);
+    } else {
+        m.n_ff = gguf_required(md, a + "feed_forward_length", path);
+    }
+    // Only gemma2's alternating pattern (is_swa_layer) is modelled, as for config.json.
+    if (arch == "gemma2") m.n_swa = gguf_count(md, a + "attention.sliding_window", path).value_or(4096);
+
+    m.tied = file.find_tensor("output.weight") == nullptr;
+    m.qkv_bias = file.find_tensor("blk.0.attn_q.bias") != nullptr;
+    m.qk_norm = file.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
+    m.rope_freqs = file.find_tensor("rope_freqs.weight") != nullptr;
+    m.rope_factors_long_short = file.find_tensor("rope_factors_long.weight") != nullptr;
+    check_dimensions(m, path);
+
+    // The fit groups tensors by layer: a block number past block_count is a broken file.
+    for (const GgufTensorPlan& t : gguf->tensors) {
+        if (!t.name.starts_with("blk.")) continue;
+        uint32_t il = 0;
+        auto [end, ec] = std::from_chars(t.name.data() + 4, t.name.data() + t.name.size(), il);
+        if (ec != std::errc() || end == t.name.data() + t.name.size() || *end != '.' || il >= m.n_layer)
+            fail("{}: tensor '{}' is not in one of the {} blocks ({}block_count)", path, t.name, m.n_layer, a);
+    }
+    m.gguf = std::move(gguf);
+    return m;
+}
+
 uint64_t tensor_elements(const GgufTensorPlan& t) {
     uint64_t n = 1;
     for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
@@ -181,6 +317,7 @@ uint64_t tensor_elements(const GgufTensorPlan& t) {
 }
 
 std::vector<GgufTensorPlan> plan_tensors(const PlanModel& m, GgmlType ft) {
+    if (m.gguf) return m.gguf->tensors;
     if (ft != GgmlType::F32 && ft != GgmlType::F16 && ft != GgmlType::BF16)
         fail("plan: float type must be f32, f16 or bf16 (got {})", type_name(ft));
     const int64_t E = m.n_embd, V = m.n_vocab, F = m.n_ff, D = m.head_dim;

@@ -101,6 +101,24 @@ PlanReport build_plan_report(const PlanArgs& a) {
                             "KV cache); expect 60-80% of it");
 
     auto types = a.types.empty() ? default_plan_types() : parse_file_types(a.types);
+    if (r.model.gguf) {
+        const PlanGgufFile& g = *r.model.gguf;
+        r.sizes.push_back(plan_as_is(r.model));
+        r.fits.push_back(plan_fit(r.model, r.sizes.back(), q));
+        std::string stored;
+        for (const auto& [t, n] : type_counts(r.sizes.back())) stored += fmt::format("{}{} {}", stored.empty() ? "" : ", ", n, t);
+        r.assumptions.push_back(fmt::format("as-is: {} itself ({}; tensors {})", g.path,
+                                            g.file_type ? g.file_type->name
+                                            : g.file_type_id ? fmt::format("general.file_type {}", *g.file_type_id)
+                                                             : std::string("no general.file_type"),
+                                            stored));
+        r.assumptions.push_back("other rows: requantizing this file with llama-quantize (its metadata kept; an imatrix "
+                                "adds quantize.imatrix.* keys, not counted)");
+        if (g.has_quantized_tensors())
+            r.assumptions.push_back("requantizing: this file's tensors are already quantized; every requantized type "
+                                    "(needs --allow-requantize) loses quality against quantizing the F16/BF16 original, "
+                                    "and no type recovers what the file lost");
+    }
     for (const FileTypeInfo* ft : types) {
         try {
             r.sizes.push_back(plan_size(r.model, r.metadata, *ft));
@@ -110,7 +128,15 @@ PlanReport build_plan_report(const PlanArgs& a) {
         }
         r.fits.push_back(plan_fit(r.model, r.sizes.back(), q));
     }
-    r.recommended = recommend(r.sizes, r.fits);
+    if (r.model.gguf) {
+        // Requantizing adds no information: a type larger than the file itself is never the advice.
+        std::vector<FitResult> eligible = r.fits;
+        for (size_t i = 1; i < r.sizes.size(); ++i)
+            if (r.sizes[i].tensor_bytes > r.sizes.front().tensor_bytes) eligible[i].verdict = FitVerdict::No;
+        r.recommended = recommend(r.sizes, eligible);
+    } else {
+        r.recommended = recommend(r.sizes, r.fits);
+    }
     return r;
 }
 
@@ -121,7 +147,7 @@ std::string render_plan_text(const PlanReport& r, bool verbose) {
     uint64_t n_params = r.sizes.empty() ? 0 : r.sizes.front().n_params;
     s += fmt::format("Model: {} ({}, {} layers, n_embd {}, {} heads / {} KV, vocab {}, {:.2f} B parameters, trained "
                      "context {})\n",
-                     m.dir, m.gguf_arch, m.n_layer, m.n_embd, m.n_head, m.n_head_kv, m.n_vocab,
+                     m.gguf ? m.gguf->path : m.dir, m.gguf_arch, m.n_layer, m.n_embd, m.n_head, m.n_head_kv, m.n_vocab,
                      static_cast<double>(n_params) / 1e9, m.context_length);
     if (!r.fits.empty()) {
         const FitResult& f = r.fits.front();
@@ -144,7 +170,7 @@ std::string render_plan_text(const PlanReport& r, bool verbose) {
     for (size_t i = 0; i < r.sizes.size(); ++i) {
         const SizePlan& p = r.sizes[i];
         const FitResult& f = r.fits[i];
-        s += fmt::format("{:<8} {:>7.4f} {:>11} {:>11} {:>11} {:<14} {:>8} {:>8}{}\n", p.file_type->name, p.bpw(),
+        s += fmt::format("{:<8} {:>7.4f} {:>11} {:>11} {:>11} {:<14} {:>8} {:>8}{}\n", p.name(), p.bpw(),
                          gib(p.file_bytes), q.gpus.empty() ? "-" : gib(f.gpu_bytes()), gib(f.ram_bytes()),
                          verdict_text(f, !q.gpus.empty()), f.max_context ? std::to_string(f.max_context) : "-",
                          f.tokens_per_second > 0 ? fmt::format("{:.1f}", f.tokens_per_second) : "?",
@@ -170,7 +196,7 @@ json render_plan_json(const PlanReport& r, bool verbose) {
     const PlanModel& m = r.model;
     const FitRequest& q = r.request;
     json j;
-    j["model"] = {{"path", m.dir},           {"model_type", m.model_type}, {"architecture", m.gguf_arch},
+    j["model"] = {{"path", m.gguf ? m.gguf->path : m.dir}, {"gguf", m.gguf != nullptr},           {"model_type", m.model_type}, {"architecture", m.gguf_arch},
                   {"n_layer", m.n_layer},    {"n_embd", m.n_embd},         {"n_ff", m.n_ff},
                   {"n_head", m.n_head},      {"n_head_kv", m.n_head_kv},   {"head_dim", m.head_dim},
                   {"n_vocab", m.n_vocab},    {"n_expert", m.n_expert},     {"n_expert_used", m.n_expert_used},
@@ -190,8 +216,11 @@ json render_plan_json(const PlanReport& r, bool verbose) {
     for (size_t i = 0; i < r.sizes.size(); ++i) {
         const SizePlan& p = r.sizes[i];
         const FitResult& f = r.fits[i];
-        json e = {{"type", p.file_type->name},
-                  {"file_type", static_cast<uint32_t>(p.file_type->id)},
+        json file_type = p.file_type ? json(static_cast<uint32_t>(p.file_type->id)) : json(nullptr);
+        if (p.as_is && m.gguf && m.gguf->file_type_id) file_type = *m.gguf->file_type_id;
+        json e = {{"type", p.name()},
+                  {"as_is", p.as_is},
+                  {"file_type", file_type},
                   {"bpw", p.bpw()},
                   {"n_params", p.n_params},
                   {"tensor_bytes", p.tensor_bytes},
@@ -221,7 +250,7 @@ json render_plan_json(const PlanReport& r, bool verbose) {
         plans.push_back(e);
     }
     j["plans"] = plans;
-    j["recommended"] = r.recommended >= 0 ? json(r.sizes[static_cast<size_t>(r.recommended)].file_type->name) : json(nullptr);
+    j["recommended"] = r.recommended >= 0 ? json(r.sizes[static_cast<size_t>(r.recommended)].name()) : json(nullptr);
     j["assumptions"] = r.assumptions;
     return j;
 }

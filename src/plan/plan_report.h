@@ -11,7 +11,7 @@
 namespace qf {
 
 struct PlanArgs {
-    std::string model;                     // model folder or config.json
+    std::string model;                     // model folder, config.json or GGUF file
     std::string types;                     // "Q4_K_M,Q8_0"; empty: default_plan_types()
     ContextOptions context;                // n_ctx default 4096
     bool context_given = false;
@@ -27,7 +27,7 @@ struct PlanReport {
     PlanModel model;
     PlanMetadata metadata;
     FitRequest request;
-    std::vector<SizePlan> sizes;
+    std::vector<SizePlan> sizes;           // a GGUF model: the file as it is first (SizePlan::as_is)
     std::vector<FitResult> fits;
     int recommended = -1;
     std::vector<std::string> assumptions;  // printed under the table

@@ -60,6 +60,11 @@ uint64_t estimated_tokenizer_bytes(uint32_t n_vocab) { return uint64_t{n_vocab} 
 
 PlanMetadata plan_metadata(const PlanModel& m) {
     PlanMetadata out;
+    if (m.gguf) {
+        out.md = m.gguf->metadata;
+        out.exact = true;
+        return out;
+    }
     const bool tokenizer = has_tokenizer_files(m.dir);
     if (m.hf) {
         add_arch_metadata(*m.hf, kF16FileType, out.md, total_elements(plan_tensors(m)));
@@ -88,10 +93,12 @@ SizePlan plan_size(const PlanModel& m, const PlanMetadata& meta, const FileTypeI
     const GgmlType def = ft.default_type;
     const bool float_file = def == GgmlType::F32 || def == GgmlType::F16 || def == GgmlType::BF16;
 
-    // Quantized files are made from the converter's F16 file, as llama-quantize is run.
+    // Quantized files are made from the converter's F16 file, as llama-quantize is run; a
+    // GGUF input goes through llama-quantize whatever the type (F16 too: it converts
+    // every quantizable tensor, dequantizing quantized ones).
     std::vector<GgufTensorPlan> tensors = plan_tensors(m, float_file ? def : GgmlType::F16);
     std::vector<std::string> rules(tensors.size());
-    if (!float_file) {
+    if (!float_file || m.gguf) {
         RecipeModel rm;
         rm.arch = m.gguf_arch;
         rm.n_layer = m.n_layer;
@@ -106,7 +113,8 @@ SizePlan plan_size(const PlanModel& m, const PlanMetadata& meta, const FileTypeI
         opt.ftype = ft.id;
         std::vector<TensorDecision> d = decide_tensor_types(rm, rt, opt);
         for (size_t i = 0; i < tensors.size(); ++i) {
-            if (tensor_requires_imatrix(tensors[i].name, d[i].type, ft.id))
+            // llama-quantize only checks tensors it converts (a GGUF input may hold the type already).
+            if (d[i].type != tensors[i].type && tensor_requires_imatrix(tensors[i].name, d[i].type, ft.id))
                 fail("plan: {} needs an importance matrix for {} ({}); not planned without one", ft.name,
                      tensors[i].name, type_name(d[i].type));
             tensors[i].type = d[i].type;
@@ -115,6 +123,13 @@ SizePlan plan_size(const PlanModel& m, const PlanMetadata& meta, const FileTypeI
     }
 
     GgufMetadata md = meta.md;
+    if (m.gguf) {
+        // As llama-quantize: gguf_set_val_u32 removes a key and appends it; split.* dropped.
+        for (const char* key : {"general.quantization_version", "general.file_type", "split.no", "split.count",
+                                "split.tensors.count"})
+            md.erase(key);
+        md.set("general.quantization_version", GgufValue::u32(2));
+    }
     md.set("general.file_type", GgufValue::u32(static_cast<uint32_t>(ft.id)));
     for (size_t i = 0; i < tensors.size(); ++i) {
         PlannedTensor p;
@@ -128,6 +143,31 @@ SizePlan plan_size(const PlanModel& m, const PlanMetadata& meta, const FileTypeI
     plan.metadata_bytes = gguf_metadata_bytes(md, tensors) + meta.extra_bytes;
     plan.file_bytes = gguf_file_bytes(md, tensors) + meta.extra_bytes;
     return plan;
+}
+
+SizePlan plan_as_is(const PlanModel& m) {
+    if (!m.gguf) fail("plan: {} is not a GGUF file", m.dir);
+    const PlanGgufFile& g = *m.gguf;
+    SizePlan plan;
+    plan.as_is = true;
+    plan.file_type = g.file_type;
+    for (const GgufTensorPlan& t : g.tensors) {
+        PlannedTensor p;
+        p.tensor = t;
+        p.bytes = gguf_tensor_bytes(t);
+        p.rule = "as stored";
+        plan.n_params += tensor_elements(t);
+        plan.tensor_bytes += p.bytes;
+        plan.tensors.push_back(std::move(p));
+    }
+    plan.metadata_bytes = g.data_offset;
+    plan.file_bytes = g.file_bytes;
+    return plan;
+}
+
+std::string SizePlan::name() const {
+    if (as_is) return "as-is";
+    return file_type ? file_type->name : "?";
 }
 
 std::vector<const FileTypeInfo*> parse_file_types(const std::string& list) {

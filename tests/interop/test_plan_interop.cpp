@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <filesystem>
@@ -143,6 +144,65 @@ TEST(PlanKvCache, MatchesLlamaCppAllocation) {
             EXPECT_NEAR(est, got.compute_mib, 0.10 * got.compute_mib) << what;
         }
     }
+}
+
+// A file llama.cpp quantized: the as-is row is that file, the requantized sizes are what
+// llama_model_quantize --allow-requantize and `qforge quantize --allow-requantize` write from
+// it, and the KV cache planned from its metadata is what llama.cpp allocates for it.
+TEST(PlanGgufFile, LlamaQuantizedFile) {
+    LlamaApi::get().require();
+    const std::string scratch = scratch_dir();
+    const std::string f16 = convert(bundled_model("prose-tiny"), "f16", scratch + "/f16.gguf");
+    const std::string q4 = scratch + "/q4_k_m.gguf";
+    QuantizeOptions lq;
+    lq.ftype = static_cast<int>(FileType::Q4_K_M);
+    lq.nthread = 1;
+    ASSERT_EQ(model_quantize(f16, q4, lq), 0);
+
+    const PlanModel m = load_plan_model(q4);
+    ASSERT_TRUE(m.gguf);
+    EXPECT_TRUE(m.gguf->has_quantized_tensors());
+    const SizePlan as_is = plan_as_is(m);
+    EXPECT_EQ(as_is.file_bytes, fs::file_size(q4));
+    ASSERT_NE(as_is.file_type, nullptr);
+    EXPECT_EQ(as_is.file_type->id, FileType::Q4_K_M);
+    const PlanMetadata md = plan_metadata(m);
+
+    for (const char* ft : {"Q8_0", "Q2_K", "Q4_K_M", "F16"}) {
+        const FileTypeInfo* info = find_file_type(ft);
+        const SizePlan p = plan_size(m, md, *info);
+        std::printf("plan of %s: as-is %llu B; requantized to %s %llu B\n", q4.c_str(),
+                    static_cast<unsigned long long>(as_is.file_bytes), ft, static_cast<unsigned long long>(p.file_bytes));
+
+        const std::string out = scratch + "/requant-" + ft + ".gguf";
+        QuantizeOptions rq;
+        rq.ftype = static_cast<int>(info->id);
+        rq.nthread = 1;
+        rq.allow_requantize = true;
+        ASSERT_EQ(model_quantize(q4, out, rq), 0) << ft;
+        EXPECT_EQ(p.file_bytes, fs::file_size(out)) << "llama.cpp requantized to " << ft;
+
+        std::string log;
+        ASSERT_EQ(run_command(fmt::format("{{ '{}' quantize '{}' '{}/dry.gguf' {} --allow-requantize --dry-run --json "
+                                          "2>/dev/null; }}",
+                                          qforge_binary(), q4, scratch, ft),
+                              &log),
+                  0)
+            << log;
+        const auto j = nlohmann::json::parse(log);
+        EXPECT_EQ(p.file_bytes, j.at("file_bytes").get<uint64_t>()) << "qforge quantize --dry-run to " << ft;
+    }
+
+    auto model = load_model(q4);
+    ContextOptions o;
+    o.n_ctx = 1000;
+    o.n_batch = o.n_ubatch = 512;
+    o.flash_attn = false;
+    const LoggedContext got = parse_context_log(create_context_log(*model, 1000, 512, 512, static_cast<int>(GgmlType::F16),
+                                                                   static_cast<int>(GgmlType::F16), 0));
+    const KvPlan kv = plan_kv_cache(m, o);
+    EXPECT_EQ(mib2(kv.k_bytes), got.k_mib);
+    EXPECT_EQ(mib2(kv.v_bytes), got.v_mib);
 }
 
 }  // namespace

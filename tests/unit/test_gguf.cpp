@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -569,6 +570,9 @@ TEST(GgufReader, BadTensorInfos) {
     expect_rejected(c.bytes(), "tensor 't' has too many elements");
     c.infos = GgufBytes().tensor_info("t", {1ll << 31, 1ll << 31, 2}, 0, 0);
     expect_rejected(c.bytes(), "too many elements");
+    // A zero-sized row length must not hide an overflowing row count (found by fuzz_gguf).
+    c.infos = GgufBytes().tensor_info("t", {0, 1ll << 40, 1ll << 40}, 0, 0);
+    expect_rejected(c.bytes(), "too many elements");
     c.infos = GgufBytes().tensor_info("t", {8}, 4, 0);
     expect_rejected(c.bytes(), "tensor 't' has unknown ggml type id 4");
     c.infos = GgufBytes().tensor_info("t", {8}, 1000, 0);
@@ -699,3 +703,22 @@ TEST(GgufMetadata, OrderedSetFindErase) {
 
 }  // namespace
 }  // namespace qf
+
+// Inputs the fuzzer once crashed on (tests/fuzz/regressions/fuzz_gguf/): each must now be
+// refused with a qf::Error naming the file, never crash.
+TEST(GgufReader, FuzzRegressionsAreRefusedCleanly) {
+    const std::filesystem::path dir = std::filesystem::path(qf::test::source_dir()) / "tests/fuzz/regressions/fuzz_gguf";
+    int n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        ++n;
+        bool refused = false;
+        try {
+            qf::GgufFile file(entry.path().string());
+        } catch (const qf::Error& e) {
+            refused = true;
+            EXPECT_NE(std::string(e.what()).find(entry.path().filename().string()), std::string::npos) << e.what();
+        }
+        EXPECT_TRUE(refused) << entry.path();
+    }
+    EXPECT_GE(n, 1);
+}
