@@ -107,8 +107,11 @@ std::string mib2(uint64_t bytes) { return fmt::format("{:.2f}", static_cast<doub
 TEST(PlanKvCache, MatchesLlamaCppAllocation) {
     LlamaApi::get().require();
     const std::string scratch = scratch_dir();
-    for (const char* name : {"prose-tiny", "stories260k"}) {
-        const std::string dir = bundled_model(name);
+    std::vector<std::pair<std::string, std::string>> models = {{"prose-tiny", bundled_model("prose-tiny")},
+                                                               {"stories260k", bundled_model("stories260k")}};
+    if (auto shared = shared_dir()) models.emplace_back("prose-base", *shared + "/models/prose-base");
+    else std::printf("no shared folder: prose-base KV cache not checked\n");
+    for (const auto& [name, dir] : models) {
         const std::string f16 = convert(dir, "f16", scratch + "/" + name + ".gguf");
         PlanModel m = load_plan_model(dir);
         auto model = load_model(f16);
@@ -124,7 +127,7 @@ TEST(PlanKvCache, MatchesLlamaCppAllocation) {
             {8192, 512, GgmlType::F16, GgmlType::F16, 0},
         };
         for (const Case& c : cases) {
-            if (std::string(name) == "stories260k" && c.k != GgmlType::F16 && (m.head_dim % 32) != 0) continue;
+            if (name == "stories260k" && c.k != GgmlType::F16 && (m.head_dim % 32) != 0) continue;
             auto log = create_context_log(*model, c.n_ctx, c.n_ubatch, c.n_ubatch, static_cast<int>(c.k),
                                           static_cast<int>(c.v), c.fa);
             LoggedContext got = parse_context_log(log);
@@ -140,7 +143,9 @@ TEST(PlanKvCache, MatchesLlamaCppAllocation) {
             EXPECT_EQ(mib2(kv.v_bytes), got.v_mib) << what;
             ASSERT_GT(got.compute_mib, 0) << what;
             const double est = static_cast<double>(compute_buffer_estimate(m, o)) / (1024.0 * 1024.0);
-            std::printf("compute %s: llama.cpp %.2f MiB, estimate %.2f MiB\n", what.c_str(), got.compute_mib, est);
+            std::printf("[ plan ] %s: KV K %s / V %s MiB (llama.cpp %s / %s), compute estimate %.2f MiB (llama.cpp %.2f)\n",
+                        what.c_str(), mib2(kv.k_bytes).c_str(), mib2(kv.v_bytes).c_str(), got.k_mib.c_str(),
+                        got.v_mib.c_str(), est, got.compute_mib);
             EXPECT_NEAR(est, got.compute_mib, 0.10 * got.compute_mib) << what;
         }
     }
