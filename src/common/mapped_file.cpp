@@ -3,6 +3,7 @@
 #include "common/error.h"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -55,6 +56,17 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
         other.size_ = 0;
     }
     return *this;
+}
+
+void MappedFile::release_pages(std::span<const std::byte> range) {
+    if (range.empty()) return;
+    static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(range.data());
+    const uintptr_t end = begin + range.size();
+    const uintptr_t first = (begin + page - 1) / page * page;  // page-aligned interior only
+    const uintptr_t last = end / page * page;
+    if (first >= last) return;
+    (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 void MappedFile::release() {

@@ -21,6 +21,15 @@ public:
     size_t size() const { return size_; }
     const std::string& path() const { return path_; }
 
+    // Tells the kernel the pages lying wholly inside `range` are not needed for now. They stop
+    // counting in the process's resident set; touching them again re-reads them from the file
+    // (the mapping is read-only and private, so nothing is lost). The quantizer calls it on the
+    // input rows it has read, so its peak RSS stays at a few chunks' worth instead of growing
+    // to the whole input. Pages shared with the bytes before or after the range are kept.
+    // Advisory: errors are ignored. `range` MUST lie inside a MappedFile's mapping: on heap or
+    // other anonymous memory, MADV_DONTNEED would zero the data.
+    static void release_pages(std::span<const std::byte> range);
+
 private:
     void release();
     std::string path_;

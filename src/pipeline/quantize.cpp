@@ -272,6 +272,7 @@ QuantizeResult quantize_model(const QuantizeOptions& options) {
         if (options.progress) progress.set_item(t.name);
         if (t.copy) {
             sink(source.raw_bytes(t.source_index));
+            source.release(t.source_index);
             int64_t n = 1;
             for (int64_t dim : t.shape) n *= dim;
             on_progress(static_cast<uint64_t>(n));
@@ -284,8 +285,12 @@ QuantizeResult quantize_model(const QuantizeOptions& options) {
         }
         rows.convert_rows(
             t.name, t.shape, t.type, importance,
-            [&](int64_t first, int64_t count, float* dst) { source.read_rows_f32(t.source_index, first, count, dst); },
+            [&](int64_t first, int64_t count, float* dst) {
+                source.read_rows_f32(t.source_index, first, count, dst);
+                source.release_rows(t.source_index, first, count);
+            },
             sink, on_progress, options.llama_exact ? llama_exact_quantize_fn(t.type) : nullptr);
+        source.release(t.source_index);
     }
     writer.finish();
     if (out.bytes_written() != plan.file_bytes)

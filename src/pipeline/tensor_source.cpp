@@ -1,6 +1,7 @@
 #include "pipeline/tensor_source.h"
 
 #include "common/error.h"
+#include "common/mapped_file.h"
 #include "gguf/gguf_reader.h"
 #include "hf/arch_metadata.h"
 #include "hf/model_config.h"
@@ -117,6 +118,24 @@ void TensorSource::read_rows_f32(size_t index, int64_t first_row, int64_t n_rows
 std::span<const std::byte> TensorSource::raw_bytes(size_t index) const {
     if (!impl_->gguf) fail("{}: raw bytes are only available for GGUF input", path_);
     return impl_->gguf->tensor_data(impl_->gguf->tensors().at(index));
+}
+
+void TensorSource::release(size_t index) const {
+    if (impl_->cfg) {
+        const MappedTensor& t = impl_->mapped.at(index);
+        if (t.source) MappedFile::release_pages(t.source->data);
+        return;
+    }
+    MappedFile::release_pages(impl_->gguf->tensor_data(impl_->gguf->tensors().at(index)));
+}
+
+void TensorSource::release_rows(size_t index, int64_t first_row, int64_t n_rows) const {
+    if (!impl_->gguf) return;
+    const GgufTensorInfo& t = impl_->gguf->tensors().at(index);
+    const auto rb = row_bytes(t.type, t.shape.at(0));
+    if (!rb || first_row < 0 || n_rows < 0 || first_row > t.n_rows() || n_rows > t.n_rows() - first_row) return;
+    std::span<const std::byte> data = impl_->gguf->tensor_data(t);
+    MappedFile::release_pages(data.subspan(static_cast<uint64_t>(first_row) * *rb, static_cast<uint64_t>(n_rows) * *rb));
 }
 
 }  // namespace qf

@@ -45,6 +45,14 @@ public:
     void read_rows_f32(size_t index, int64_t first_row, int64_t n_rows, float* dst) const;
     // The stored bytes of a GGUF tensor, to copy unchanged. HF input: throws.
     std::span<const std::byte> raw_bytes(size_t index) const;
+    // Done with tensor `index` for now: its mapped input pages are handed back to the kernel
+    // (MappedFile::release_pages), so reading a whole model keeps only a few tensors resident.
+    // Reading the tensor again still works (the pages come back from the file).
+    void release(size_t index) const;
+    // The same for rows [first_row, first_row + n_rows) of a GGUF tensor (rows are contiguous
+    // there), so even one large tensor (token_embd, output) is never resident whole. HF input:
+    // does nothing (permuted rows are read from elsewhere; release() covers the tensor).
+    void release_rows(size_t index, int64_t first_row, int64_t n_rows) const;
 
 private:
     struct Impl;
