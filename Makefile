@@ -1,5 +1,5 @@
 # The two commands the README starts with:
-#   make demo   set up, build, convert the bundled prose-tiny model and inspect the result
+#   make demo   set up, build, quantize the bundled prose-tiny model to Q4_K_M, inspect it, plan it
 #   make test   set up, build, run every test (unit + interop against the real llama.cpp)
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -18,7 +18,9 @@ build: setup
 demo: build
 	@mkdir -p $(BUILD)/demo
 	$(BUILD)/qforge convert models/prose-tiny -o $(BUILD)/demo/prose-tiny-f16.gguf --force
-	$(BUILD)/qforge inspect $(BUILD)/demo/prose-tiny-f16.gguf
+	$(BUILD)/qforge quantize models/prose-tiny $(BUILD)/demo/prose-tiny-Q4_K_M.gguf Q4_K_M --force
+	$(BUILD)/qforge inspect $(BUILD)/demo/prose-tiny-Q4_K_M.gguf
+	$(BUILD)/qforge plan $(BUILD)/demo/prose-tiny-f16.gguf --gpu 3060 -c 1024
 
 test: build
 	cd $(BUILD) && QFORGE_TEST_THREADS=$${QFORGE_TEST_THREADS:-$(JOBS)} ctest --output-on-failure

@@ -16,7 +16,11 @@ namespace {
 constexpr uint64_t kDefaultRam = 32ull << 30;
 constexpr double kDefaultRamBandwidth = 89.6;  // DDR5-5600, two 64-bit channels
 
-std::string gib(uint64_t bytes) { return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / (1ull << 30)); }
+// GiB for model-sized figures, MiB below 1 GiB so small models do not read "0.00 GiB".
+std::string gib(uint64_t bytes) {
+    if (bytes < (1ull << 30)) return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1ull << 20));
+    return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / (1ull << 30));
+}
 std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1ull << 20)); }
 
 std::map<std::string, int> type_counts(const SizePlan& p) {
