@@ -11,6 +11,7 @@
 //
 // Both sides run interleaved (ours, llama, ours, ...) so that load from other processes on a
 // shared machine hits both alike; each figure is the best of several rounds.
+#include "bench_env.h"
 #include "common/error.h"
 #include "hf/safetensors.h"
 #include "quant/types.h"
@@ -100,47 +101,10 @@ Options parse_options(int argc, char** argv) {
 // ---------------------------------------------------------------------------------------
 // Environment: CPU, commit, load
 
-std::string cpu_model() {
-    std::ifstream in("/proc/cpuinfo");
-    std::string line, model = "unknown", flags;
-    while (std::getline(in, line)) {
-        const auto colon = line.find(':');
-        if (colon == std::string::npos) continue;
-        const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
-        const std::string val = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
-        if (key == "model name" && model == "unknown") model = val;
-        if (key == "flags" && flags.empty()) flags = " " + val + " ";
-    }
-    // The SIMD level matters for reading the figures: say which wide vector sets exist.
-    std::string simd;
-    for (const char* f : {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "neon", "asimd"})
-        if (flags.find(std::string(" ") + f + " ") != std::string::npos) simd += std::string(simd.empty() ? "" : " ") + f;
-    return simd.empty() ? model : model + " (" + simd + ")";
-}
-
-std::string run_line(const std::string& command) {
-    std::string out;
-    if (FILE* p = ::popen(command.c_str(), "r")) {
-        char buf[256];
-        while (std::fgets(buf, sizeof buf, p)) out += buf;
-        ::pclose(p);
-    }
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-    return out;
-}
-
-std::string git_commit() {
-    if (const char* c = std::getenv("QFORGE_COMMIT"); c && *c) return c;
-    const std::string c = run_line(fmt::format("git -C '{}' rev-parse --short HEAD 2>/dev/null", QFORGE_SOURCE_DIR));
-    return c.empty() ? "unknown" : c;
-}
-
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string a, b, c;
-    in >> a >> b >> c;
-    return a.empty() ? "unknown" : a + " " + b + " " + c;
-}
+using qf::bench::cpu_model;
+using qf::bench::git_commit;
+using qf::bench::load_average;
+using qf::bench::run_line;
 
 int cpu_count() {
     std::ifstream in("/proc/cpuinfo");

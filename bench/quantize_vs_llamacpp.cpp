@@ -11,6 +11,7 @@
 // one run: qforge as the built `qforge` binary, llama.cpp through this executable started
 // again in a hidden mode (--llama-quantize IN OUT FTYPE NTHREADS [IMATRIX]) that calls
 // llama_model_quantize from the dlopen'ed libllama.
+#include "bench_env.h"
 #include "common/error.h"
 #include "common/half.h"
 #include "common/output_file.h"
@@ -124,42 +125,10 @@ Options parse_options(int argc, char** argv) {
 // ---------------------------------------------------------------------------------------
 // Environment: CPU, commit, load
 
-std::string run_line(const std::string& cmd) {
-    std::string out;
-    if (FILE* p = ::popen(cmd.c_str(), "r")) {
-        char buf[256];
-        while (std::fgets(buf, sizeof buf, p)) out += buf;
-        ::pclose(p);
-    }
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-    return out;
-}
-
-std::string cpu_model() {
-    std::ifstream in("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.starts_with("model name")) {
-            const size_t colon = line.find(':');
-            if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
-        }
-    return "unknown";
-}
-
-std::string git_commit() {
-    if (const char* c = std::getenv("QFORGE_COMMIT")) return c;
-    const std::string c = run_line(fmt::format("git -C '{}' rev-parse --short HEAD 2>/dev/null", QFORGE_SOURCE_DIR));
-    const std::string dirty =
-        run_line(fmt::format("git -C '{}' status --porcelain --untracked-files=no 2>/dev/null | head -1", QFORGE_SOURCE_DIR));
-    return c.empty() ? "unknown" : (dirty.empty() ? c : c + " (with uncommitted changes)");
-}
-
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string a, b, c;
-    in >> a >> b >> c;
-    return a + " " + b + " " + c;
-}
+using qf::bench::cpu_model;
+using qf::bench::git_commit;
+using qf::bench::load_average;
+using qf::bench::run_line;
 
 // ---------------------------------------------------------------------------------------
 // The generated model

@@ -442,6 +442,9 @@ std::vector<float> read_f32(const GgufFile& file, const GgufTensorInfo& t) {
     return v;
 }
 
+// Deliberately separate from qforge's own loader (src/pipeline/imatrix_file.cpp): this one
+// mirrors what llama-quantize does when it reads the file, so the interop tests that feed the
+// same imatrix to both tools compare two independent readings, not one reader with itself.
 LoadedImatrix load_imatrix(const std::string& path) {
     GgufFile file(path);
     const auto& md = file.metadata();
