@@ -74,6 +74,21 @@ QuantizeRowFn llama_exact_quantize_fn(GgmlType type) {
     }
 }
 
+QuantizeRowFn quantize_fn_for(GgmlType type, const QuantizeOptions& options) {
+    if (options.llama_exact) return llama_exact_quantize_fn(type);
+    if (options.thorough) {
+        switch (type) {
+            case GgmlType::Q2_K: return quantize_row_q2_K_thorough;
+            case GgmlType::Q3_K: return quantize_row_q3_K_thorough;
+            case GgmlType::Q4_K: return quantize_row_q4_K_thorough;
+            case GgmlType::Q5_K: return quantize_row_q5_K_thorough;
+            case GgmlType::Q6_K: return quantize_row_q6_K_thorough;
+            default: break;
+        }
+    }
+    return traits(type).quantize;
+}
+
 std::string valid_file_type_names() {
     std::string out;
     for (const auto& ft : all_file_types()) {
@@ -177,7 +192,7 @@ QuantizePlan plan_quantize(const QuantizeOptions& options, const TensorSource& s
             if (!traits(t.source_type).dequantize)
                 fail("{}: tensor '{}' has type {} which qforge cannot read", source.path(), t.name,
                      type_name(t.source_type));
-            if (!(options.llama_exact ? llama_exact_quantize_fn(d.type) : traits(d.type).quantize))
+            if (!quantize_fn_for(d.type, options))
                 fail("{}: tensor '{}': qforge cannot write type {}", source.path(), t.name, type_name(d.type));
 
             const std::vector<float>* entry = imatrix ? imatrix->find(t.name) : nullptr;
@@ -289,7 +304,7 @@ QuantizeResult quantize_model(const QuantizeOptions& options) {
                 source.read_rows_f32(t.source_index, first, count, dst);
                 source.release_rows(t.source_index, first, count);
             },
-            sink, on_progress, options.llama_exact ? llama_exact_quantize_fn(t.type) : nullptr);
+            sink, on_progress, quantize_fn_for(t.type, options));
         source.release(t.source_index);
     }
     writer.finish();

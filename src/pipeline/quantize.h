@@ -38,6 +38,9 @@ struct QuantizeOptions {
     // the bytes equal llama-quantize's. Default: the type table's kernels, which write the
     // same formats and sizes but search harder (never a larger error per block).
     bool llama_exact = false;
+    // K-quants: the wider (slower) per-block search instead of the default polish of
+    // llama.cpp's encoding (lower error again, several times slower). Other types: no change.
+    bool thorough = false;
     bool overwrite = false;
     int threads = 0;         // 0: all cores
     bool progress = true;    // bar on a terminal only
@@ -87,6 +90,8 @@ std::string default_quantize_output_name(const std::string& input, std::string_v
 // The row kernel that reproduces llama.cpp's bytes for a type (F32/F16/BF16: the plain
 // conversion); nullptr where qforge has none.
 QuantizeRowFn llama_exact_quantize_fn(GgmlType type);
+// The row quantizer the options select for a type (nullptr: qforge cannot write it).
+QuantizeRowFn quantize_fn_for(GgmlType type, const QuantizeOptions& options);
 
 // "REGEX=TYPE" as llama-quantize's --tensor-type takes it: the pattern lower-cased, the type a
 // ggml type name (case-insensitive). Throws qf::Error naming the bad spec.

@@ -1,5 +1,7 @@
 #include "quant/kquant_common.h"
 
+#include "quant/lane_search.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -8,12 +10,20 @@
 namespace qf::kquant {
 
 double weighted_sq_error(const float* x, const float* y, const float* w, int n) {
-    double err = 0;
-    for (int i = 0; i < n; ++i) {
+    // Eight interleaved double partial sums added in a fixed order: the same result however the
+    // compiler vectorises it, and no loop-carried dependency on one accumulator.
+    double acc[8] = {};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; ++k) {
+            const double diff = static_cast<double>(x[i + k]) - static_cast<double>(y[i + k]);
+            acc[k] += (w ? static_cast<double>(w[i + k]) : 1.0) * diff * diff;
+        }
+    for (; i < n; ++i) {
         const double diff = static_cast<double>(x[i]) - static_cast<double>(y[i]);
-        err += (w ? static_cast<double>(w[i]) : 1.0) * diff * diff;
+        acc[0] += (w ? static_cast<double>(w[i]) : 1.0) * diff * diff;
     }
-    return err;
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
 // ---- Scale packing -------------------------------------------------------------------------
@@ -720,6 +730,108 @@ double search_sym(const SymSpec& spec, const float* x, const float* w, SymBlock&
     return best.err;
 }
 
+// ---- Polishing llama.cpp's encoding -----------------------------------------------------------
+
+const float* unit_weights() {
+    static const auto* ones = [] {
+        auto* v = new float[kBatchBlocks * kBlockElems];
+        std::fill(v, v + kBatchBlocks * kBlockElems, 1.0f);
+        return v;
+    }();
+    return ones;
+}
+
+void polish_asym_batch(const AsymSpec& spec, const float* x, const float* w, int nb, AsymBlock* io) {
+    const int n = spec.sub_elems, ns = spec.n_sub;
+    float d[kBatchBlocks * 16], dm[kBatchBlocks * 16];
+    int32_t sc0[kBatchBlocks * 16], m0[kBatchBlocks * 16], sc[kBatchBlocks * 16], m[kBatchBlocks * 16];
+    uint8_t q[kBatchBlocks * kBlockElems];
+    for (int b = 0; b < nb; ++b) {
+        AsymBlock& blk = io[b];
+        const float* xb = x + b * kBlockElems;
+        const float* wb = w + b * kBlockElems;
+        const float d0 = f16_to_f32(blk.d), dmin0 = f16_to_f32(blk.dmin);
+        // Least-squares (d, dmin) for the block's integers and their re-rounded quants.
+        double s_aa = 0, s_ab = 0, s_bb = 0, s_xa = 0, s_xb = 0;
+        for (int j = 0; j < ns; ++j) {
+            uint8_t qj[32];
+            asym_sub_quants(xb + j * n, n, d0 * blk.sc[j], dmin0 * blk.m[j], spec.qmax, qj);
+            for (int i = 0; i < n; ++i) {
+                const double wi = wb[j * n + i];
+                const double a = static_cast<double>(blk.sc[j]) * qj[i], c = -static_cast<double>(blk.m[j]);
+                s_aa += wi * a * a;
+                s_ab += wi * a * c;
+                s_bb += wi * c * c;
+                s_xa += wi * xb[j * n + i] * a;
+                s_xb += wi * xb[j * n + i] * c;
+            }
+        }
+        const double det = s_aa * s_bb - s_ab * s_ab;
+        if (det > 0) {
+            const double nd = (s_xa * s_bb - s_xb * s_ab) / det;
+            const double nm = (s_aa * s_xb - s_ab * s_xa) / det;
+            if (nd > 0 && nm >= 0) {
+                blk.d = nonzero_f16(static_cast<float>(nd));
+                blk.dmin = to_f16_finite(static_cast<float>(nm));
+            }
+        }
+        const float D = f16_to_f32(blk.d), M = f16_to_f32(blk.dmin);
+        for (int j = 0; j < ns; ++j) {
+            const int g = b * ns + j;
+            d[g] = D;
+            dm[g] = M;
+            sc0[g] = D > 0 ? static_cast<int>(std::nearbyint(std::clamp(d0 * blk.sc[j] / D, -1e6f, 1e6f))) : 0;
+            m0[g] = M != 0 ? static_cast<int>(std::nearbyint(std::clamp(dmin0 * blk.m[j] / M, -1e6f, 1e6f))) : 0;
+        }
+    }
+    lanes::asym_refit(nb * ns, n, spec.qmax, spec.smax, x, w, d, dm, sc0, m0, sc, m, q);
+    for (int b = 0; b < nb; ++b) {
+        for (int j = 0; j < ns; ++j) {
+            io[b].sc[j] = static_cast<uint8_t>(sc[b * ns + j]);
+            io[b].m[j] = static_cast<uint8_t>(m[b * ns + j]);
+        }
+        std::memcpy(io[b].q, q + b * kBlockElems, kBlockElems);
+    }
+}
+
+void polish_sym_batch(const SymSpec& spec, const float* x, const float* w, int nb, SymBlock* io) {
+    const int n = spec.sub_elems, ns = spec.n_sub;
+    float d[kBatchBlocks * 16];
+    int32_t sc0[kBatchBlocks * 16], sc[kBatchBlocks * 16];
+    int8_t q[kBatchBlocks * kBlockElems];
+    for (int b = 0; b < nb; ++b) {
+        SymBlock& blk = io[b];
+        const float* xb = x + b * kBlockElems;
+        const float* wb = w + b * kBlockElems;
+        const float d0 = f16_to_f32(blk.d);
+        double s_aa = 0, s_xa = 0;
+        for (int j = 0; j < ns; ++j) {
+            int8_t qj[32];
+            sym_sub_quants(xb + j * n, n, d0 * static_cast<float>(blk.sc[j]), spec.qmin, spec.qmax, qj);
+            for (int i = 0; i < n; ++i) {
+                const double wi = wb[j * n + i];
+                const double a = static_cast<double>(blk.sc[j]) * qj[i];
+                s_aa += wi * a * a;
+                s_xa += wi * xb[j * n + i] * a;
+            }
+        }
+        if (s_aa > 0) blk.d = nonzero_f16(static_cast<float>(s_xa / s_aa));
+        const float D = f16_to_f32(blk.d);
+        for (int j = 0; j < ns; ++j) {
+            const int g = b * ns + j;
+            d[g] = D;
+            sc0[g] = D != 0 ? static_cast<int>(std::nearbyint(
+                                  std::clamp(d0 * static_cast<float>(blk.sc[j]) / D, -1e6f, 1e6f)))
+                            : 0;
+        }
+    }
+    lanes::sym_refit(nb * ns, n, spec.qmin, spec.qmax, spec.smin, spec.smax, x, w, d, sc0, sc, q);
+    for (int b = 0; b < nb; ++b) {
+        for (int j = 0; j < ns; ++j) io[b].sc[j] = static_cast<int8_t>(sc[b * ns + j]);
+        std::memcpy(io[b].q, q + b * kBlockElems, kBlockElems);
+    }
+}
+
 // ---- llama.cpp's Q4_K / Q5_K encoder -------------------------------------------------------
 
 namespace {
@@ -740,27 +852,21 @@ void llama_requantize(int qmax, const float* x, const LlamaScaleMinBlock& b, uin
     }
 }
 
-// quantize_row_q{4,5}_K_ref for one block.
-void llama_scale_min_plain(const LlamaScaleMinSpec& spec, const float* x, LlamaScaleMinBlock& b) {
-    uint8_t Laux[32];
-    float weights[32], mins[8], scales[8];
+// quantize_row_q{4,5}_K_ref for one block, from its sub-block searches.
+void llama_scale_min_plain(const LlamaScaleMinSpec& spec, const float* x, const GroupSearch& gs,
+                           LlamaScaleMinBlock& b) {
+    std::memcpy(b.q, gs.L, kBlockElems);
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; ++j) {
-        float sum_x2 = 0;
-        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-        const float av_x = std::sqrt(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-        scales[j] = llama_ref::make_qkx2_quants(32, spec.qmax, x + 32 * j, weights, b.q + 32 * j, &mins[j], Laux,
-                                                spec.plain_rmin, 0.1f, spec.plain_nstep, false);
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (mins[j] > max_min) max_min = mins[j];
+        if (gs.scales[j] > max_scale) max_scale = gs.scales[j];
+        if (gs.mins[j] > max_min) max_min = gs.mins[j];
     }
     const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     uint8_t ls[8], lm[8];
     for (int j = 0; j < 8; ++j) {
-        ls[j] = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[j])));
-        lm[j] = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * mins[j])));
+        ls[j] = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * gs.scales[j])));
+        lm[j] = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * gs.mins[j])));
     }
     pack_scale_min_k4(ls, lm, b.scales);
     b.d = f32_to_f16(max_scale / 63.f);
@@ -768,23 +874,13 @@ void llama_scale_min_plain(const LlamaScaleMinSpec& spec, const float* x, LlamaS
     llama_requantize(spec.qmax, x, b, b.q);
 }
 
-// quantize_row_q{4,5}_K_impl for one block (the importance path).
-void llama_scale_min_weighted(const LlamaScaleMinSpec& spec, const float* x, const float* qw, LlamaScaleMinBlock& b) {
-    uint8_t Laux[32], Ls[8], Lm[8];
-    float weights[32], sw[8], mins[8], scales[8];
-    float sum_x2 = 0;
-    for (int l = 0; l < kBlockElems; ++l) sum_x2 += x[l] * x[l];
-    const float sigma2 = 2 * sum_x2 / kBlockElems;
-    for (int j = 0; j < 8; ++j) {
-        for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
-        float sumw = 0;
-        for (int l = 0; l < 32; ++l) sumw += weights[l];
-        sw[j] = sumw;
-        scales[j] = llama_ref::make_qkx3_quants(32, spec.qmax, x + 32 * j, weights, b.q + 32 * j, &mins[j], Laux,
-                                                -0.9f, 0.05f, 36, false);
-    }
-    const float d_block = llama_ref::make_qp_quants(8, 63, scales, Ls, sw);
-    const float m_block = llama_ref::make_qp_quants(8, 63, mins, Lm, sw);
+// quantize_row_q{4,5}_K_impl for one block (the importance path), from its sub-block searches.
+void llama_scale_min_weighted(const LlamaScaleMinSpec& spec, const float* x, const GroupSearch& gs,
+                              LlamaScaleMinBlock& b) {
+    std::memcpy(b.q, gs.L, kBlockElems);
+    uint8_t Ls[8], Lm[8];
+    const float d_block = llama_ref::make_qp_quants(8, 63, gs.scales, Ls, gs.sw);
+    const float m_block = llama_ref::make_qp_quants(8, 63, gs.mins, Lm, gs.sw);
     if (spec.clamp_weighted_codes) {
         for (int j = 0; j < 8; ++j) {
             Ls[j] = std::min<uint8_t>(63, Ls[j]);
@@ -812,9 +908,57 @@ void llama_scale_min_weighted(const LlamaScaleMinSpec& spec, const float* x, con
 
 }  // namespace
 
+void llama_scale_min_groups(const LlamaScaleMinSpec& spec, const float* x, const float* qw, int nb, GroupSearch* gs) {
+    float weights[kBatchBlocks * kBlockElems];
+    float scales[kBatchBlocks * 8], mins[kBatchBlocks * 8];
+    uint8_t L[kBatchBlocks * kBlockElems];
+    for (int b = 0; b < nb; ++b) {
+        const float* xb = x + b * kBlockElems;
+        float* wb = weights + b * kBlockElems;
+        if (!qw) {  // _ref: av_x + |x| per sub-block
+            for (int j = 0; j < 8; ++j) {
+                float sum_x2 = 0;
+                for (int l = 0; l < 32; ++l) sum_x2 += xb[32 * j + l] * xb[32 * j + l];
+                const float av_x = std::sqrt(sum_x2 / 32);
+                for (int l = 0; l < 32; ++l) wb[32 * j + l] = av_x + std::fabs(xb[32 * j + l]);
+            }
+        } else {  // _impl: importance * sqrt(sigma2 + x^2), sigma2 per super-block
+            const float* qb = qw + b * kBlockElems;
+            float sum_x2 = 0;
+            for (int l = 0; l < kBlockElems; ++l) sum_x2 += xb[l] * xb[l];
+            const float sigma2 = 2 * sum_x2 / kBlockElems;
+            for (int j = 0; j < 8; ++j) {
+                float sumw = 0;
+                for (int l = 0; l < 32; ++l) {
+                    wb[32 * j + l] = qb[32 * j + l] * std::sqrt(sigma2 + xb[32 * j + l] * xb[32 * j + l]);
+                }
+                for (int l = 0; l < 32; ++l) sumw += wb[32 * j + l];
+                gs[b].sw[j] = sumw;
+            }
+        }
+    }
+    if (!qw)
+        lanes::make_qkx_quants(false, nb * 8, 32, spec.qmax, x, weights, L, scales, mins, spec.plain_rmin, 0.1f,
+                               spec.plain_nstep, false);
+    else
+        lanes::make_qkx_quants(true, nb * 8, 32, spec.qmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false);
+    for (int b = 0; b < nb; ++b) {
+        std::memcpy(gs[b].scales, scales + 8 * b, 8 * sizeof(float));
+        std::memcpy(gs[b].mins, mins + 8 * b, 8 * sizeof(float));
+        std::memcpy(gs[b].L, L + b * kBlockElems, kBlockElems);
+    }
+}
+
+void llama_scale_min_finish(const LlamaScaleMinSpec& spec, const float* x, const float* qw, const GroupSearch& gs,
+                            LlamaScaleMinBlock& out) {
+    if (qw) llama_scale_min_weighted(spec, x, gs, out);
+    else llama_scale_min_plain(spec, x, gs, out);
+}
+
 void llama_scale_min_block(const LlamaScaleMinSpec& spec, const float* x, const float* qw, LlamaScaleMinBlock& out) {
-    if (qw) llama_scale_min_weighted(spec, x, qw, out);
-    else llama_scale_min_plain(spec, x, out);
+    GroupSearch gs;
+    llama_scale_min_groups(spec, x, qw, 1, &gs);
+    llama_scale_min_finish(spec, x, qw, gs, out);
 }
 
 }  // namespace qf::kquant

@@ -81,6 +81,34 @@ struct SymBlock {
 // The same for the symmetric formats.
 double search_sym(const SymSpec& spec, const float* x, const float* w, SymBlock& out);
 
+// ---- Polishing llama.cpp's encoding (the fast default) ----------------------------------------
+// Start from an encoding (llama.cpp's) and improve it cheaply: the least-squares fp16
+// super-scale(s) for its integer sub-block scales (and mins) and their re-rounded quants, then
+// every sub-block's integers re-fitted for those (one step to the best neighbour), the quants
+// at their nearest levels. The caller keeps the result only if it decodes closer.
+
+// True when a super-scale is zero, not finite, or so small that fp16 keeps fewer than 6 bits
+// of it (below 64 subnormal steps, 3.8e-6): llama.cpp's encoding of a block of tiny or huge
+// values, which polishing cannot rescue (the wide search starts afresh instead). Ordinary
+// weights have subnormal but precise enough super-scales (Q6_K: about 2e-5 = 330 steps).
+inline bool needs_wide_search(uint16_t f16_bits) {
+    const uint16_t magnitude = f16_bits & 0x7FFF;
+    return magnitude < 0x0040 || magnitude >= 0x7C00;
+}
+
+// True when some sub-block lies entirely above zero. llama.cpp's encoding (min <= 0) wastes
+// the range below such a sub-block's values; the wide search's mirrored family (negative dmin)
+// fits it, so those blocks go to the wide search. On zero-centred weights this almost never
+// happens (all 32 values of a sub-block positive), so it costs nothing there.
+inline bool has_positive_sub_block(const float* x, int sub_elems, int n_sub) {
+    for (int j = 0; j < n_sub; ++j) {
+        bool all_positive = true;
+        for (int i = 0; i < sub_elems; ++i) all_positive &= x[j * sub_elems + i] > 0;
+        if (all_positive) return true;
+    }
+    return false;
+}
+
 // ---- llama.cpp's Q4_K / Q5_K encoder -------------------------------------------------------
 // quantize_row_q4_K_ref/_impl and quantize_row_q5_K_ref/_impl (ggml-quants.c) are one algorithm
 // with different constants; this is that algorithm, reproduced operation for operation. Each
@@ -98,8 +126,40 @@ struct LlamaScaleMinBlock {
     uint8_t q[kBlockElems] = {};
 };
 
+// What llama.cpp's per-sub-block searches return for one super-block. The searches of many
+// blocks run together on SIMD lanes (lane_search.h) before each block is finished on its own.
+struct GroupSearch {
+    float scales[16];
+    float mins[16];
+    float sw[16];             // sum of the search weights per sub-block (the _impl paths)
+    uint8_t L[kBlockElems];   // levels as llama_ref writes them (signed formats: int8 bits)
+};
+
+// Blocks processed together: enough groups to fill the widest SIMD path several times.
+inline constexpr int kBatchBlocks = 16;
+
 // qw == nullptr: the _ref path; otherwise the _impl path with the 256 importance weights qw.
+// The searches of nb <= kBatchBlocks consecutive blocks, then one block finished from them.
+void llama_scale_min_groups(const LlamaScaleMinSpec& spec, const float* x, const float* qw, int nb, GroupSearch* gs);
+void llama_scale_min_finish(const LlamaScaleMinSpec& spec, const float* x, const float* qw, const GroupSearch& gs,
+                            LlamaScaleMinBlock& out);
 void llama_scale_min_block(const LlamaScaleMinSpec& spec, const float* x, const float* qw, LlamaScaleMinBlock& out);
+
+// Runs a format's llama.cpp encoder over a row: groups(x, qw, nb, gs) for up to kBatchBlocks
+// blocks at a time, then finish(x, qw, gs, block) per block. Same bytes as block by block.
+template <class Block, class Groups, class Finish>
+void llama_rows(const float* src, Block* dst, int64_t n, const float* importance, Groups&& groups, Finish&& finish) {
+    GroupSearch gs[kBatchBlocks];
+    const int64_t n_blocks = n / kBlockElems;
+    for (int64_t b0 = 0; b0 < n_blocks; b0 += kBatchBlocks) {
+        const int nb = static_cast<int>(std::min<int64_t>(kBatchBlocks, n_blocks - b0));
+        const float* x = src + b0 * kBlockElems;
+        const float* qw = importance ? importance + b0 * kBlockElems : nullptr;
+        groups(x, qw, nb, gs);
+        for (int b = 0; b < nb; ++b)
+            finish(x + b * kBlockElems, qw ? qw + b * kBlockElems : nullptr, gs[b], dst[b0 + b]);
+    }
+}
 
 // ---- Candidate selection shared by the five formats ----------------------------------------
 
@@ -131,6 +191,121 @@ void quantize_blocks_best_of(const float* src, Block* dst, int64_t n, const floa
         const double err_search = weighted_sq_error(x, y, imp, kBlockElems);
         dst[b] = (err_search < err_llama || !(err_llama == err_llama)) ? from_search : from_llama;
     }
+}
+
+// Batched polish: io[0..nb) hold llama.cpp's encodings of nb consecutive blocks of x (d, dmin,
+// sc, m; q is not read) and receive the candidates. The sub-block re-fits of all nb blocks run
+// on SIMD lanes (lanes::asym_refit / sym_refit). w: nb * 256 weights.
+void polish_asym_batch(const AsymSpec& spec, const float* x, const float* w, int nb, AsymBlock* io);
+void polish_sym_batch(const SymSpec& spec, const float* x, const float* w, int nb, SymBlock* io);
+
+// nb * 256 ones: the weights of the polish when no importance is given.
+const float* unit_weights();
+
+// The default K-quant encoder: llama.cpp's (its sub-block searches batched on SIMD lanes), then
+// polish(x, weights, nb, llama_blocks, candidates) proposes improved blocks for a batch; per
+// block, the one whose decoded values have the smaller weighted squared error is stored (ties
+// and non-finite candidates keep llama.cpp's bytes). Never worse than llama.cpp per block.
+template <class Block, class Groups, class Finish, class Polish, class Dequant>
+void quantize_blocks_polished(const float* src, Block* dst, int64_t n, const float* importance, Groups&& groups,
+                              Finish&& finish, Polish&& polish, Dequant&& dequant) {
+    GroupSearch gs[kBatchBlocks];
+    Block cand[kBatchBlocks];
+    double err_llama[kBatchBlocks];
+    float y[kBlockElems];
+    const int64_t n_blocks = n / kBlockElems;
+    for (int64_t b0 = 0; b0 < n_blocks; b0 += kBatchBlocks) {
+        const int nb = static_cast<int>(std::min<int64_t>(kBatchBlocks, n_blocks - b0));
+        const float* x = src + b0 * kBlockElems;
+        const float* qw = importance ? importance + b0 * kBlockElems : nullptr;
+        groups(x, qw, nb, gs);
+        bool any_error = false;
+        for (int b = 0; b < nb; ++b) {
+            const float* xb = x + b * kBlockElems;
+            const float* qb = qw ? qw + b * kBlockElems : nullptr;
+            finish(xb, qb, gs[b], dst[b0 + b]);
+            dequant(dst[b0 + b], y);
+            err_llama[b] = weighted_sq_error(xb, y, qb, kBlockElems);
+            any_error |= err_llama[b] != 0;
+        }
+        if (!any_error) continue;  // exact already (zeros, some constants): nothing to win
+        polish(x, qw ? qw : unit_weights(), nb, dst + b0, cand);
+        for (int b = 0; b < nb; ++b) {
+            if (err_llama[b] == 0) continue;
+            dequant(cand[b], y);
+            const double err = weighted_sq_error(x + b * kBlockElems, y, qw ? qw + b * kBlockElems : nullptr,
+                                                 kBlockElems);
+            if (err < err_llama[b] || !(err_llama[b] == err_llama[b])) dst[b0 + b] = cand[b];
+        }
+    }
+}
+
+// ---- Q4_K and Q5_K: one header layout (d, dmin, twelve bytes of 6-bit scales and mins) -----
+// Only the quant bits differ; pack_quants(levels, block) stores those.
+template <class Block, class PackQuants>
+void store_scale_min_k4(const AsymBlock& a, Block& b, PackQuants&& pack_quants) {
+    b.d = a.d;
+    b.dmin = a.dmin;
+    pack_scale_min_k4(a.sc, a.m, b.scales);
+    pack_quants(a.q, b);
+}
+
+template <class Block, class PackQuants>
+void search_scale_min_k4(const AsymSpec& spec, const float* x, const float* w, Block& b, PackQuants&& pack_quants) {
+    AsymBlock a;
+    search_asym(spec, x, w, a);
+    store_scale_min_k4(a, b, pack_quants);
+}
+
+// The default's polish of a batch of llama.cpp's blocks (polish_asym_batch); blocks of tiny or
+// huge values and blocks with a sub-block entirely above zero get the wide search instead.
+template <class Block, class PackQuants>
+void polish_scale_min_k4(const AsymSpec& spec, const float* x, const float* w, int nb, const Block* from, Block* to,
+                         PackQuants&& pack_quants) {
+    AsymBlock rep[kBatchBlocks];
+    for (int b = 0; b < nb; ++b) {
+        rep[b].d = from[b].d;
+        rep[b].dmin = from[b].dmin;
+        unpack_scale_min_k4(from[b].scales, rep[b].sc, rep[b].m);
+    }
+    polish_asym_batch(spec, x, w, nb, rep);
+    for (int b = 0; b < nb; ++b) {
+        const float* xb = x + b * kBlockElems;
+        if (needs_wide_search(from[b].d) || has_positive_sub_block(xb, spec.sub_elems, spec.n_sub))
+            search_scale_min_k4(spec, xb, w + b * kBlockElems, to[b], pack_quants);
+        else
+            store_scale_min_k4(rep[b], to[b], pack_quants);
+    }
+}
+
+// llama.cpp's encoder for a row of Q4_K / Q5_K blocks, and the default built on it.
+template <class Block, class PackQuants>
+void store_llama_scale_min(const LlamaScaleMinBlock& l, Block& b, PackQuants&& pack_quants) {
+    b.d = l.d;
+    b.dmin = l.dmin;
+    std::copy(l.scales, l.scales + 12, b.scales);
+    pack_quants(l.q, b);
+}
+
+template <class Block, class PackQuants, class Dequant>
+void quantize_scale_min_k4(const LlamaScaleMinSpec& llama_spec, const AsymSpec& spec, const float* src, Block* dst,
+                           int64_t n, const float* importance, bool polish, PackQuants&& pack_quants,
+                           Dequant&& dequant) {
+    auto groups = [&](const float* x, const float* qw, int nb, GroupSearch* gs) {
+        llama_scale_min_groups(llama_spec, x, qw, nb, gs);
+    };
+    auto finish = [&](const float* x, const float* qw, const GroupSearch& gs, Block& b) {
+        LlamaScaleMinBlock l;
+        llama_scale_min_finish(llama_spec, x, qw, gs, l);
+        store_llama_scale_min(l, b, pack_quants);
+    };
+    if (!polish) return llama_rows(src, dst, n, importance, groups, finish);
+    quantize_blocks_polished(
+        src, dst, n, importance, groups, finish,
+        [&](const float* x, const float* w, int nb, const Block* from, Block* to) {
+            polish_scale_min_k4(spec, x, w, nb, from, to, pack_quants);
+        },
+        dequant);
 }
 
 }  // namespace qf::kquant

@@ -1,6 +1,7 @@
 #include "quant/q2_k.h"
 
 #include "quant/kquant_common.h"
+#include "quant/lane_search.h"
 
 #include <algorithm>
 #include <cmath>
@@ -43,16 +44,49 @@ void llama_requantize(const float* x, const BlockQ2K& b, uint8_t* L) {
     }
 }
 
-// quantize_row_q2_K_ref for one block.
-void llama_block_plain(const float* x, BlockQ2K& b) {
-    uint8_t L[kBlockElems], Laux[16];
-    float weights[16], mins[16], scales[16];
+// The sub-block searches of nb blocks on SIMD lanes: make_qkx2_quants with |x| weights and
+// absolute errors (quantize_row_q2_K_ref) or make_qkx3_quants with importance *
+// sqrt(sigma2 + x^2) weights (quantize_row_q2_K_impl).
+void llama_groups(const float* x, const float* qw, int nb, kquant::GroupSearch* gs) {
+    uint8_t L[kquant::kBatchBlocks * kBlockElems];
+    float weights[kquant::kBatchBlocks * kBlockElems];
+    float scales[kquant::kBatchBlocks * 16], mins[kquant::kBatchBlocks * 16];
+    if (!qw) {
+        for (int e = 0; e < nb * kBlockElems; ++e) weights[e] = std::fabs(x[e]);
+        lanes::make_qkx_quants(false, nb * 16, 16, 3, x, weights, L, scales, mins, -0.5f, 0.1f, 15, true);
+    } else {
+        for (int b = 0; b < nb; ++b) {
+            const float* xb = x + b * kBlockElems;
+            const float* qb = qw + b * kBlockElems;
+            float* wb = weights + b * kBlockElems;
+            float sumx2 = 0;
+            for (int j = 0; j < kBlockElems; ++j) sumx2 += xb[j] * xb[j];
+            const float sigma2 = sumx2 / kBlockElems;
+            for (int j = 0; j < 16; ++j) {
+                for (int l = 0; l < 16; ++l)
+                    wb[16 * j + l] = qb[16 * j + l] * std::sqrt(sigma2 + xb[16 * j + l] * xb[16 * j + l]);
+                gs[b].sw[j] = 0;
+                for (int l = 0; l < 16; ++l) gs[b].sw[j] += wb[16 * j + l];
+            }
+        }
+        lanes::make_qkx_quants(true, nb * 16, 16, 3, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false);
+    }
+    for (int b = 0; b < nb; ++b) {
+        std::memcpy(gs[b].scales, scales + 16 * b, sizeof gs[b].scales);
+        std::memcpy(gs[b].mins, mins + 16 * b, sizeof gs[b].mins);
+        std::memcpy(gs[b].L, L + b * kBlockElems, kBlockElems);
+    }
+}
+
+// quantize_row_q2_K_ref for one block, from its sub-block searches.
+void llama_finish_plain(const float* x, const kquant::GroupSearch& gs, BlockQ2K& b) {
+    uint8_t L[kBlockElems];
+    std::memcpy(L, gs.L, kBlockElems);
+    const float* scales = gs.scales;
+    const float* mins = gs.mins;
     const float q4scale = 15.f;
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 16; ++j) {
-        for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-        scales[j] = llama_ref::make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
-                                                    0.1f, 15, true);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -76,19 +110,13 @@ void llama_block_plain(const float* x, BlockQ2K& b) {
     pack_quants(L, b);
 }
 
-// quantize_row_q2_K_impl for one block (the importance path).
-void llama_block_weighted(const float* x, const float* qw, BlockQ2K& b) {
-    uint8_t L[kBlockElems], Laux[16], Ls[16], Lm[16];
-    float weight[16], sw[16] = {}, mins[16], scales[16];
-    float sumx2 = 0;
-    for (int j = 0; j < kBlockElems; ++j) sumx2 += x[j] * x[j];
-    const float sigma2 = sumx2 / kBlockElems;
-    for (int j = 0; j < 16; ++j) {
-        for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
-        for (int l = 0; l < 16; ++l) sw[j] += weight[l];
-        scales[j] = llama_ref::make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f,
-                                                    0.05f, 36, false);
-    }
+// quantize_row_q2_K_impl for one block (the importance path), from its sub-block searches.
+void llama_finish_weighted(const float* x, const kquant::GroupSearch& gs, BlockQ2K& b) {
+    uint8_t L[kBlockElems], Ls[16], Lm[16];
+    std::memcpy(L, gs.L, kBlockElems);
+    const float* sw = gs.sw;
+    const float* scales = gs.scales;
+    const float* mins = gs.mins;
     const float dm = llama_ref::make_qp_quants(16, 15, scales, Ls, sw);
     const float mm = llama_ref::make_qp_quants(16, 15, mins, Lm, sw);
     b.d = f32_to_f16(dm);
@@ -98,9 +126,15 @@ void llama_block_weighted(const float* x, const float* qw, BlockQ2K& b) {
     pack_quants(L, b);
 }
 
+void llama_finish_block(const float* x, const float* qw, const kquant::GroupSearch& gs, BlockQ2K& b) {
+    if (qw) llama_finish_weighted(x, gs, b);
+    else llama_finish_plain(x, gs, b);
+}
+
 void llama_block(const float* x, const float* importance, BlockQ2K& b) {
-    if (importance) llama_block_weighted(x, importance, b);
-    else llama_block_plain(x, b);
+    kquant::GroupSearch gs;
+    llama_groups(x, importance, 1, &gs);
+    llama_finish_block(x, importance, gs, b);
 }
 
 constexpr kquant::AsymSpec kSpec{16, 16, 3, 15};
@@ -114,6 +148,34 @@ void search_block(const float* x, const float* w, BlockQ2K& b) {
     pack_quants(a.q, b);
 }
 
+// The default's polish of a batch of llama.cpp's blocks (kquant::polish_asym_batch); blocks of
+// tiny or huge values and sub-blocks entirely above zero go to the wide search instead.
+void polish_blocks(const float* x, const float* w, int nb, const BlockQ2K* from, BlockQ2K* to) {
+    kquant::AsymBlock rep[kquant::kBatchBlocks];
+    for (int b = 0; b < nb; ++b) {
+        kquant::AsymBlock& a = rep[b];
+        a.d = from[b].d;
+        a.dmin = from[b].dmin;
+        for (int j = 0; j < 16; ++j) {
+            a.sc[j] = from[b].scales[j] & 0xF;
+            a.m[j] = from[b].scales[j] >> 4;
+        }
+    }
+    kquant::polish_asym_batch(kSpec, x, w, nb, rep);
+    for (int b = 0; b < nb; ++b) {
+        const float* xb = x + b * kBlockElems;
+        if (kquant::needs_wide_search(from[b].d) || kquant::has_positive_sub_block(xb, 16, 16)) {
+            search_block(xb, w + b * kBlockElems, to[b]);
+        } else {
+            const kquant::AsymBlock& a = rep[b];
+            to[b].d = a.d;
+            to[b].dmin = a.dmin;
+            for (int j = 0; j < 16; ++j) to[b].scales[j] = static_cast<uint8_t>(a.sc[j] | (a.m[j] << 4));
+            pack_quants(a.q, to[b]);
+        }
+    }
+}
+
 }  // namespace
 
 void dequantize_row_q2_K(const void* src, float* dst, int64_t n) {
@@ -122,14 +184,18 @@ void dequantize_row_q2_K(const void* src, float* dst, int64_t n) {
 }
 
 void quantize_row_q2_K(const float* src, void* dst, int64_t n, const float* importance) {
+    kquant::quantize_blocks_polished(src, static_cast<BlockQ2K*>(dst), n, importance, llama_groups, llama_finish_block,
+                                     polish_blocks,
+                                     dequantize_block);
+}
+
+void quantize_row_q2_K_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     kquant::quantize_blocks_best_of(src, static_cast<BlockQ2K*>(dst), n, importance, llama_block, search_block,
                                     dequantize_block);
 }
 
 void quantize_row_q2_K_llama(const float* src, void* dst, int64_t n, const float* importance) {
-    auto* blocks = static_cast<BlockQ2K*>(dst);
-    for (int64_t i = 0; i < n / kBlockElems; ++i)
-        llama_block(src + i * kBlockElems, importance ? importance + i * kBlockElems : nullptr, blocks[i]);
+    kquant::llama_rows(src, static_cast<BlockQ2K*>(dst), n, importance, llama_groups, llama_finish_block);
 }
 
 }  // namespace qf

@@ -1,6 +1,7 @@
 #include "quant/q3_k.h"
 
 #include "quant/kquant_common.h"
+#include "quant/lane_search.h"
 
 #include <algorithm>
 #include <cmath>
@@ -29,16 +30,17 @@ void dequantize_block(const BlockQ3K& b, float* y) {
 
 // L holds quants biased by 4 (0..7).
 void pack_quants(const uint8_t* L, BlockQ3K& b) {
-    std::memset(b.hmask, 0, sizeof b.hmask);
-    uint8_t low[kBlockElems];
-    for (int e = 0; e < kBlockElems; ++e) {
-        if (L[e] > 3) b.hmask[e % 32] |= static_cast<uint8_t>(1 << (e / 32));
-        low[e] = L[e] & 3;
+    // The high bit of value e is bit e/32 of hmask[e%32]; gathered per byte, no read-modify-write.
+    for (int l = 0; l < 32; ++l) {
+        unsigned m = 0;
+        for (int k = 0; k < 8; ++k) m |= static_cast<unsigned>(L[32 * k + l] > 3) << k;
+        b.hmask[l] = static_cast<uint8_t>(m);
     }
     for (int h = 0; h < 2; ++h)
         for (int l = 0; l < 32; ++l) {
-            const uint8_t* v = low + 128 * h + l;
-            b.qs[32 * h + l] = static_cast<uint8_t>(v[0] | (v[32] << 2) | (v[64] << 4) | (v[96] << 6));
+            const uint8_t* v = L + 128 * h + l;
+            b.qs[32 * h + l] =
+                static_cast<uint8_t>((v[0] & 3) | ((v[32] & 3) << 2) | ((v[64] & 3) << 4) | ((v[96] & 3) << 6));
         }
 }
 
@@ -62,13 +64,45 @@ void llama_finish(const float* x, BlockQ3K& b, int8_t* L) {
     pack_quants(u, b);
 }
 
-// quantize_row_q3_K_ref for one block.
-void llama_block_plain(const float* x, BlockQ3K& b) {
+// The sub-block searches of nb blocks on SIMD lanes: make_q3_quants (quantize_row_q3_K_ref) or
+// make_qx_quants with importance * sqrt(sigma2 + x^2) weights (quantize_row_q3_K_impl).
+void llama_groups(const float* x, const float* qw, int nb, kquant::GroupSearch* gs) {
+    int8_t L[kquant::kBatchBlocks * kBlockElems];
+    float scales[kquant::kBatchBlocks * 16];
+    if (!qw) {
+        lanes::make_q3_quants(nb * 16, 16, 4, x, L, scales);
+    } else {
+        float weights[kquant::kBatchBlocks * kBlockElems];
+        for (int b = 0; b < nb; ++b) {
+            const float* xb = x + b * kBlockElems;
+            const float* qb = qw + b * kBlockElems;
+            float* wb = weights + b * kBlockElems;
+            float sumx2 = 0;
+            for (int j = 0; j < kBlockElems; ++j) sumx2 += xb[j] * xb[j];
+            const float sigma2 = 2 * sumx2 / kBlockElems;
+            for (int j = 0; j < 16; ++j) {
+                for (int l = 0; l < 16; ++l)
+                    wb[16 * j + l] = qb[16 * j + l] * std::sqrt(sigma2 + xb[16 * j + l] * xb[16 * j + l]);
+                float sumw = 0;
+                for (int l = 0; l < 16; ++l) sumw += wb[16 * j + l];
+                gs[b].sw[j] = sumw;
+            }
+        }
+        lanes::make_qx_quants(nb * 16, 16, 4, x, L, 1, weights, scales);
+    }
+    for (int b = 0; b < nb; ++b) {
+        std::memcpy(gs[b].scales, scales + 16 * b, sizeof gs[b].scales);
+        std::memcpy(gs[b].L, L + b * kBlockElems, kBlockElems);
+    }
+}
+
+// quantize_row_q3_K_ref for one block, from its sub-block searches.
+void llama_finish_plain(const float* x, const kquant::GroupSearch& gs, BlockQ3K& b) {
     int8_t L[kBlockElems];
-    float scales[16];
+    std::memcpy(L, gs.L, kBlockElems);
+    const float* scales = gs.scales;
     float max_scale = 0, amax = 0;
     for (int j = 0; j < 16; ++j) {
-        scales[j] = llama_ref::make_q3_quants(16, 4, x + 16 * j, L + 16 * j, true);
         const float scale = std::fabs(scales[j]);
         if (scale > amax) {
             amax = scale;
@@ -91,21 +125,11 @@ void llama_block_plain(const float* x, BlockQ3K& b) {
     llama_finish(x, b, L);
 }
 
-// quantize_row_q3_K_impl for one block (the importance path).
-void llama_block_weighted(const float* x, const float* qw, BlockQ3K& b) {
+// quantize_row_q3_K_impl for one block (the importance path), from its sub-block searches.
+void llama_finish_weighted(const float* x, const kquant::GroupSearch& gs, BlockQ3K& b) {
     int8_t L[kBlockElems], Ls[16];
-    float scales[16], weight[16], sw[16];
-    float sumx2 = 0;
-    for (int j = 0; j < kBlockElems; ++j) sumx2 += x[j] * x[j];
-    const float sigma2 = 2 * sumx2 / kBlockElems;
-    for (int j = 0; j < 16; ++j) {
-        for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
-        float sumw = 0;
-        for (int l = 0; l < 16; ++l) sumw += weight[l];
-        sw[j] = sumw;
-        scales[j] = llama_ref::make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
-    }
-    const float d_block = llama_ref::make_qx_quants(16, 32, scales, Ls, 1, sw);
+    std::memcpy(L, gs.L, kBlockElems);
+    const float d_block = llama_ref::make_qx_quants(16, 32, gs.scales, Ls, 1, gs.sw);
     int8_t sc[16];
     for (int j = 0; j < 16; ++j) sc[j] = static_cast<int8_t>(Ls[j] - 32);
     kquant::pack_scales_q3_k(sc, b.scales);
@@ -113,9 +137,15 @@ void llama_block_weighted(const float* x, const float* qw, BlockQ3K& b) {
     llama_finish(x, b, L);
 }
 
+void llama_finish_block(const float* x, const float* qw, const kquant::GroupSearch& gs, BlockQ3K& b) {
+    if (qw) llama_finish_weighted(x, gs, b);
+    else llama_finish_plain(x, gs, b);
+}
+
 void llama_block(const float* x, const float* importance, BlockQ3K& b) {
-    if (importance) llama_block_weighted(x, importance, b);
-    else llama_block_plain(x, b);
+    kquant::GroupSearch gs;
+    llama_groups(x, importance, 1, &gs);
+    llama_finish_block(x, importance, gs, b);
 }
 
 constexpr kquant::SymSpec kSpec{16, 16, -4, 3, -32, 31};
@@ -130,6 +160,31 @@ void search_block(const float* x, const float* w, BlockQ3K& b) {
     pack_quants(L, b);
 }
 
+// The default's polish of a batch of llama.cpp's blocks (kquant::polish_sym_batch); blocks of
+// tiny or huge values go to the wide search instead.
+void polish_blocks(const float* x, const float* w, int nb, const BlockQ3K* from, BlockQ3K* to) {
+    kquant::SymBlock rep[kquant::kBatchBlocks];
+    for (int b = 0; b < nb; ++b) {
+        kquant::SymBlock& a = rep[b];
+        a.d = from[b].d;
+        kquant::unpack_scales_q3_k(from[b].scales, a.sc);
+    }
+    kquant::polish_sym_batch(kSpec, x, w, nb, rep);
+    for (int b = 0; b < nb; ++b) {
+        const float* xb = x + b * kBlockElems;
+        if (kquant::needs_wide_search(from[b].d)) {
+            search_block(xb, w + b * kBlockElems, to[b]);
+        } else {
+            const kquant::SymBlock& a = rep[b];
+            to[b].d = a.d;
+            kquant::pack_scales_q3_k(a.sc, to[b].scales);
+            uint8_t L[kBlockElems];
+            for (int e = 0; e < kBlockElems; ++e) L[e] = static_cast<uint8_t>(a.q[e] + 4);
+            pack_quants(L, to[b]);
+        }
+    }
+}
+
 }  // namespace
 
 void dequantize_row_q3_K(const void* src, float* dst, int64_t n) {
@@ -138,14 +193,18 @@ void dequantize_row_q3_K(const void* src, float* dst, int64_t n) {
 }
 
 void quantize_row_q3_K(const float* src, void* dst, int64_t n, const float* importance) {
+    kquant::quantize_blocks_polished(src, static_cast<BlockQ3K*>(dst), n, importance, llama_groups, llama_finish_block,
+                                     polish_blocks,
+                                     dequantize_block);
+}
+
+void quantize_row_q3_K_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     kquant::quantize_blocks_best_of(src, static_cast<BlockQ3K*>(dst), n, importance, llama_block, search_block,
                                     dequantize_block);
 }
 
 void quantize_row_q3_K_llama(const float* src, void* dst, int64_t n, const float* importance) {
-    auto* blocks = static_cast<BlockQ3K*>(dst);
-    for (int64_t i = 0; i < n / kBlockElems; ++i)
-        llama_block(src + i * kBlockElems, importance ? importance + i * kBlockElems : nullptr, blocks[i]);
+    kquant::llama_rows(src, static_cast<BlockQ3K*>(dst), n, importance, llama_groups, llama_finish_block);
 }
 
 }  // namespace qf

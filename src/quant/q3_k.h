@@ -22,6 +22,8 @@ void dequantize_row_q3_K(const void* src, float* dst, int64_t n);
 void quantize_row_q3_K(const float* src, void* dst, int64_t n, const float* importance);
 // llama.cpp's own algorithm, byte for byte what ggml_quantize_chunk writes
 // (quantize_row_q3_K_ref without importance, quantize_row_q3_K_impl with).
+// The wider (slower) search kept against llama.cpp's per block: `qforge quantize --thorough`.
+void quantize_row_q3_K_thorough(const float* src, void* dst, int64_t n, const float* importance);
 void quantize_row_q3_K_llama(const float* src, void* dst, int64_t n, const float* importance);
 
 }  // namespace qf

@@ -39,22 +39,12 @@ constexpr kquant::LlamaScaleMinSpec kLlamaSpec{15, -1.f, 20, false};
 void llama_block(const float* x, const float* importance, BlockQ4K& b) {
     kquant::LlamaScaleMinBlock l;
     kquant::llama_scale_min_block(kLlamaSpec, x, importance, l);
-    b.d = l.d;
-    b.dmin = l.dmin;
-    std::memcpy(b.scales, l.scales, sizeof b.scales);
-    pack_quants(l.q, b);
+    kquant::store_llama_scale_min(l, b, pack_quants);
 }
 
 constexpr kquant::AsymSpec kSpec{32, 8, 15, 63};
 
-void search_block(const float* x, const float* w, BlockQ4K& b) {
-    kquant::AsymBlock a;
-    kquant::search_asym(kSpec, x, w, a);
-    b.d = a.d;
-    b.dmin = a.dmin;
-    kquant::pack_scale_min_k4(a.sc, a.m, b.scales);
-    pack_quants(a.q, b);
-}
+void search_block(const float* x, const float* w, BlockQ4K& b) { kquant::search_scale_min_k4(kSpec, x, w, b, pack_quants); }
 
 }  // namespace
 
@@ -64,14 +54,18 @@ void dequantize_row_q4_K(const void* src, float* dst, int64_t n) {
 }
 
 void quantize_row_q4_K(const float* src, void* dst, int64_t n, const float* importance) {
+    kquant::quantize_scale_min_k4(kLlamaSpec, kSpec, src, static_cast<BlockQ4K*>(dst), n, importance, true, pack_quants,
+                                  dequantize_block);
+}
+
+void quantize_row_q4_K_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     kquant::quantize_blocks_best_of(src, static_cast<BlockQ4K*>(dst), n, importance, llama_block, search_block,
                                     dequantize_block);
 }
 
 void quantize_row_q4_K_llama(const float* src, void* dst, int64_t n, const float* importance) {
-    auto* blocks = static_cast<BlockQ4K*>(dst);
-    for (int64_t i = 0; i < n / kBlockElems; ++i)
-        llama_block(src + i * kBlockElems, importance ? importance + i * kBlockElems : nullptr, blocks[i]);
+    kquant::quantize_scale_min_k4(kLlamaSpec, kSpec, src, static_cast<BlockQ4K*>(dst), n, importance, false, pack_quants,
+                                  dequantize_block);
 }
 
 }  // namespace qf

@@ -1,6 +1,7 @@
 #include "quant/q6_k.h"
 
 #include "quant/kquant_common.h"
+#include "quant/lane_search.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,17 +19,19 @@ void dequantize_block(const BlockQ6K& b, float* y) {
         const uint8_t* qh = b.qh + 32 * h;
         const int8_t* sc = b.scales + 8 * h;
         float* out = y + 128 * h;
-        for (int l = 0; l < 32; ++l) {
-            const int is = l / 16;
-            const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+        for (int is = 0; is < 2; ++is) {  // is = l / 16, hoisted so the inner loop vectorises
             // (d*sc)*q, left to right, as ggml.
-            out[l] = d * sc[is] * q1;
-            out[l + 32] = d * sc[is + 2] * q2;
-            out[l + 64] = d * sc[is + 4] * q3;
-            out[l + 96] = d * sc[is + 6] * q4;
+            const float d1 = d * sc[is], d2 = d * sc[is + 2], d3 = d * sc[is + 4], d4 = d * sc[is + 6];
+            for (int l = 16 * is; l < 16 * is + 16; ++l) {
+                const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                out[l] = d1 * static_cast<float>(q1);
+                out[l + 32] = d2 * static_cast<float>(q2);
+                out[l + 64] = d3 * static_cast<float>(q3);
+                out[l + 96] = d4 * static_cast<float>(q4);
+            }
         }
     }
 }
@@ -47,19 +50,28 @@ void pack_quants(const uint8_t* L, BlockQ6K& b) {
 }
 
 // Shared by both llama.cpp paths (quantize_row_q6_K_ref and _impl differ only in the weights
-// given to make_qx_quants: x^2 or the importance).
-void llama_block(const float* x, const float* importance, BlockQ6K& b) {
+// given to make_qx_quants: x^2 or the importance). First the sub-block searches of nb blocks
+// on SIMD lanes, then each block on its own.
+void llama_groups(const float* x, const float* importance, int nb, kquant::GroupSearch* gs) {
+    int8_t L[kquant::kBatchBlocks * kBlockElems];
+    float scales[kquant::kBatchBlocks * 16];
+    lanes::make_qx_quants(nb * 16, 16, 32, x, L, 1, importance, scales);
+    for (int b = 0; b < nb; ++b) {
+        std::memcpy(gs[b].scales, scales + 16 * b, sizeof gs[b].scales);
+        std::memcpy(gs[b].L, L + b * kBlockElems, kBlockElems);
+    }
+}
+
+void llama_finish(const float* x, const float*, const kquant::GroupSearch& gs, BlockQ6K& b) {
     int8_t L[kBlockElems];
-    float scales[16];
+    std::memcpy(L, gs.L, kBlockElems);
+    const float* scales = gs.scales;
     float max_scale = 0, max_abs_scale = 0;
     for (int ib = 0; ib < 16; ++ib) {
-        const float scale =
-            llama_ref::make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, importance ? importance + 16 * ib : nullptr);
-        scales[ib] = scale;
-        const float abs_scale = std::fabs(scale);
+        const float abs_scale = std::fabs(scales[ib]);
         if (abs_scale > max_abs_scale) {
             max_abs_scale = abs_scale;
-            max_scale = scale;
+            max_scale = scales[ib];
         }
     }
     if (max_abs_scale < kquant::kGroupMaxEps) {
@@ -82,6 +94,12 @@ void llama_block(const float* x, const float* importance, BlockQ6K& b) {
     pack_quants(u, b);
 }
 
+void llama_block(const float* x, const float* importance, BlockQ6K& b) {
+    kquant::GroupSearch gs;
+    llama_groups(x, importance, 1, &gs);
+    llama_finish(x, importance, gs, b);
+}
+
 constexpr kquant::SymSpec kSpec{16, 16, -32, 31, -128, 127};
 
 void search_block(const float* x, const float* w, BlockQ6K& b) {
@@ -94,6 +112,31 @@ void search_block(const float* x, const float* w, BlockQ6K& b) {
     pack_quants(L, b);
 }
 
+// The default's polish of a batch of llama.cpp's blocks (kquant::polish_sym_batch); blocks of
+// tiny or huge values go to the wide search instead.
+void polish_blocks(const float* x, const float* w, int nb, const BlockQ6K* from, BlockQ6K* to) {
+    kquant::SymBlock rep[kquant::kBatchBlocks];
+    for (int b = 0; b < nb; ++b) {
+        kquant::SymBlock& a = rep[b];
+        a.d = from[b].d;
+        std::memcpy(a.sc, from[b].scales, sizeof a.sc);
+    }
+    kquant::polish_sym_batch(kSpec, x, w, nb, rep);
+    for (int b = 0; b < nb; ++b) {
+        const float* xb = x + b * kBlockElems;
+        if (kquant::needs_wide_search(from[b].d)) {
+            search_block(xb, w + b * kBlockElems, to[b]);
+        } else {
+            const kquant::SymBlock& a = rep[b];
+            to[b].d = a.d;
+            std::memcpy(to[b].scales, a.sc, sizeof to[b].scales);
+            uint8_t L[kBlockElems];
+            for (int e = 0; e < kBlockElems; ++e) L[e] = static_cast<uint8_t>(a.q[e] + 32);
+            pack_quants(L, to[b]);
+        }
+    }
+}
+
 }  // namespace
 
 void dequantize_row_q6_K(const void* src, float* dst, int64_t n) {
@@ -102,14 +145,18 @@ void dequantize_row_q6_K(const void* src, float* dst, int64_t n) {
 }
 
 void quantize_row_q6_K(const float* src, void* dst, int64_t n, const float* importance) {
+    kquant::quantize_blocks_polished(src, static_cast<BlockQ6K*>(dst), n, importance, llama_groups, llama_finish,
+                                     polish_blocks,
+                                     dequantize_block);
+}
+
+void quantize_row_q6_K_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     kquant::quantize_blocks_best_of(src, static_cast<BlockQ6K*>(dst), n, importance, llama_block, search_block,
                                     dequantize_block);
 }
 
 void quantize_row_q6_K_llama(const float* src, void* dst, int64_t n, const float* importance) {
-    auto* blocks = static_cast<BlockQ6K*>(dst);
-    for (int64_t i = 0; i < n / kBlockElems; ++i)
-        llama_block(src + i * kBlockElems, importance ? importance + i * kBlockElems : nullptr, blocks[i]);
+    kquant::llama_rows(src, static_cast<BlockQ6K*>(dst), n, importance, llama_groups, llama_finish);
 }
 
 }  // namespace qf

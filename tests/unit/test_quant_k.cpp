@@ -7,6 +7,7 @@
 // Comparisons with llama.cpp itself are in tests/interop/test_quant_k_interop.cpp.
 #include "common/half.h"
 #include "quant/kquant_common.h"
+#include "quant/lane_search.h"
 #include "quant/q2_k.h"
 #include "quant/q3_k.h"
 #include "quant/q4_k.h"
@@ -328,6 +329,79 @@ TEST_P(QuantKRoundTrip, SameBytesForAnyRowSplitAndThreadCount) {
     for (int64_t r = 0; r < rows; ++r) t.quantize(x.data() + r * n, threaded.data() + r * rb, n, nullptr);
     EXPECT_EQ(whole, per_row) << type_name(type);
     EXPECT_EQ(threaded, per_row) << type_name(type);
+}
+
+// The three encoders of each K-quant: llama.cpp's (bit-exact re-expression, lane-parallel), the
+// default (llama.cpp's polished) and --thorough. Per block neither of ours may be worse than
+// llama.cpp's, and on Gaussian data both must be better overall; every SIMD path must give the
+// default's bytes.
+struct KEncoders {
+    QuantizeRowFn llama, thorough;
+};
+KEncoders encoders(GgmlType type) {
+    switch (type) {
+        case GgmlType::Q2_K: return {quantize_row_q2_K_llama, quantize_row_q2_K_thorough};
+        case GgmlType::Q3_K: return {quantize_row_q3_K_llama, quantize_row_q3_K_thorough};
+        case GgmlType::Q4_K: return {quantize_row_q4_K_llama, quantize_row_q4_K_thorough};
+        case GgmlType::Q5_K: return {quantize_row_q5_K_llama, quantize_row_q5_K_thorough};
+        default: return {quantize_row_q6_K_llama, quantize_row_q6_K_thorough};
+    }
+}
+
+TEST_P(QuantKRoundTrip, DefaultAndThoroughNeverWorseThanLlamaPerBlock) {
+    const GgmlType type = GetParam();
+    const TypeTraits& t = traits(type);
+    const int64_t n = 256 * 64;
+    std::vector<float> x = gaussian(n, 21);
+    for (int64_t i = 0; i < n; i += 97) x[i] *= 8.0f;  // some outliers
+    std::vector<float> imp = gaussian(n, 22);
+    for (float& v : imp) v = v * v + 0.01f;
+    for (const float* w : {static_cast<const float*>(nullptr), static_cast<const float*>(imp.data())}) {
+        const uint64_t rb = *row_bytes(type, n);
+        std::vector<uint8_t> ql(rb), qd(rb), qt(rb);
+        encoders(type).llama(x.data(), ql.data(), n, w);
+        t.quantize(x.data(), qd.data(), n, w);
+        encoders(type).thorough(x.data(), qt.data(), n, w);
+        const auto yl = dequantize(type, ql, n), yd = dequantize(type, qd, n), yt = dequantize(type, qt, n);
+        double el_all = 0, ed_all = 0, et_all = 0;
+        for (int64_t b = 0; b < n / 256; ++b) {
+            double el = 0, ed = 0, et = 0;
+            for (int64_t i = b * 256; i < (b + 1) * 256; ++i) {
+                const double wi = w ? w[i] : 1.0;
+                el += wi * (x[i] - yl[i]) * (x[i] - yl[i]);
+                ed += wi * (x[i] - yd[i]) * (x[i] - yd[i]);
+                et += wi * (x[i] - yt[i]) * (x[i] - yt[i]);
+            }
+            ASSERT_LE(ed, el) << type_name(type) << " block " << b;
+            ASSERT_LE(et, el) << type_name(type) << " block " << b;
+            el_all += el;
+            ed_all += ed;
+            et_all += et;
+        }
+        EXPECT_LT(ed_all, 0.995 * el_all) << type_name(type) << (w ? " with importance" : "");
+        EXPECT_LT(et_all, 0.995 * el_all) << type_name(type) << (w ? " with importance" : "");
+    }
+}
+
+TEST_P(QuantKRoundTrip, EverySimdPathGivesTheSameBytes) {
+    const GgmlType type = GetParam();
+    const int64_t n = 256 * 40;
+    const std::vector<float> x = gaussian(n, 31);
+    const std::vector<float> imp = gaussian(n, 32);
+    std::vector<float> w(n);
+    for (int64_t i = 0; i < n; ++i) w[i] = imp[i] * imp[i];
+    std::vector<uint8_t> first_plain, first_weighted;
+    for (const char* path : {"sse2", "avx2", "avx512f"}) {
+        if (!lanes::use_path(path)) continue;
+        const auto plain = quantize(type, x), weighted = quantize(type, x, w.data());
+        if (first_plain.empty()) {
+            first_plain = plain;
+            first_weighted = weighted;
+        }
+        EXPECT_EQ(first_plain, plain) << type_name(type) << " " << path;
+        EXPECT_EQ(first_weighted, weighted) << type_name(type) << " " << path;
+    }
+    lanes::use_path("best");
 }
 
 INSTANTIATE_TEST_SUITE_P(KQuants, QuantKRoundTrip, ::testing::ValuesIn(kKQuants),
