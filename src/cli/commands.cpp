@@ -6,5 +6,7 @@ void register_commands(CLI::App& app) {
     register_inspect(app);
     register_plan(app);
     register_quantize(app);
+    register_eval(app);
+    register_imatrix(app);
 }
 }  // namespace qf::cli

@@ -8,4 +8,6 @@ void register_convert(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_plan(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_imatrix(CLI::App& app);
 }  // namespace qf::cli
