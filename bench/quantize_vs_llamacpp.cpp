@@ -68,12 +68,13 @@ struct Options {
     int threads = 0;  // 0: all cores
     bool keep = false;
     bool with_exact = false;
+    bool with_hf = true;
 };
 
 void print_usage() {
     fmt::print(
         "usage: quantize_vs_llamacpp [--dir DIR] [--small | --params-scale S] [--threads N] [--qforge PATH]\n"
-        "                            [--llama-exact] [--keep]\n"
+        "                            [--llama-exact] [--no-hf] [--keep]\n"
         "  --dir DIR          scratch folder for the generated model, imatrix and outputs\n"
         "                     (default /tmp/qforge-bench-quantize; its files are removed at the end unless --keep)\n"
         "  --small            a ~125M model (n_embd 768, n_ff 2048, 12 layers, 12/4 heads) for a quick run\n"
@@ -81,6 +82,7 @@ void print_usage() {
         "  --threads N        threads for both quantizers (default: all cores)\n"
         "  --qforge PATH      the qforge binary (default: ../qforge relative to this executable)\n"
         "  --llama-exact      also time `qforge quantize --llama-exact` (llama.cpp's block algorithms)\n"
+        "  --no-hf            skip the Hugging Face folder -> Q4_K_M end-to-end run\n"
         "  --keep             keep the scratch folder\n"
         "  QFORGE_COMMIT in the environment overrides the commit printed in the header.\n");
 }
@@ -107,6 +109,8 @@ Options parse_options(int argc, char** argv) {
             o.qforge = value();
         } else if (a == "--llama-exact") {
             o.with_exact = true;
+        } else if (a == "--no-hf") {
+            o.with_hf = false;
         } else if (a == "--keep") {
             o.keep = true;
         } else if (a == "-h" || a == "--help") {
@@ -308,6 +312,85 @@ void write_imatrix(const std::string& path, const Shape& s) {
     out.commit();
 }
 
+// The same model as a Hugging Face folder: config.json, prose-tiny's tokenizer files (the
+// converter pads the vocabulary to vocab_size as convert_hf_to_gguf.py does) and one
+// model.safetensors of BF16 weights (what HF checkpoints ship), streamed tensor by tensor.
+// Weights are regenerated from the same seeds; q/k are random either way, so the converter's
+// permutation changes nothing about the work.
+void write_hf_folder(const std::string& dir, const Shape& s, int threads) {
+    fs::create_directories(dir);
+    const std::string templ = fmt::format("{}/models/prose-tiny", QFORGE_SOURCE_DIR);
+    for (const char* f : {"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
+        fs::copy_file(templ + "/" + f, dir + "/" + f, fs::copy_options::overwrite_existing);
+    {
+        std::ofstream cfg(dir + "/config.json");
+        cfg << fmt::format(
+            R"({{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": {}, "intermediate_size": {},
+"num_hidden_layers": {}, "num_attention_heads": {}, "num_key_value_heads": {}, "vocab_size": {},
+"max_position_embeddings": 2048, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": false,
+"bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu", "torch_dtype": "bfloat16"}})",
+            s.n_embd, s.n_ff, s.n_layer, s.n_head, s.n_head_kv, s.n_vocab);
+    }
+    struct HfTensor {
+        std::string name;
+        std::vector<int64_t> shape;  // HF order: [rows, cols]
+        bool norm;
+        size_t gguf_index;
+    };
+    // GGUF name -> HF name; shapes reversed.
+    auto hf_name = [](const std::string& g) -> std::string {
+        if (g == "token_embd.weight") return "model.embed_tokens.weight";
+        if (g == "output_norm.weight") return "model.norm.weight";
+        if (g == "output.weight") return "lm_head.weight";
+        const size_t dot = g.find('.', 4);
+        const std::string layer = g.substr(4, dot - 4), rest = g.substr(dot + 1);
+        static const std::pair<const char*, const char*> map[] = {
+            {"attn_norm.weight", "input_layernorm.weight"},    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+            {"attn_q.weight", "self_attn.q_proj.weight"},      {"attn_k.weight", "self_attn.k_proj.weight"},
+            {"attn_v.weight", "self_attn.v_proj.weight"},      {"attn_output.weight", "self_attn.o_proj.weight"},
+            {"ffn_gate.weight", "mlp.gate_proj.weight"},       {"ffn_up.weight", "mlp.up_proj.weight"},
+            {"ffn_down.weight", "mlp.down_proj.weight"}};
+        for (const auto& [from, to] : map)
+            if (rest == from) return fmt::format("model.layers.{}.{}", layer, to);
+        qf::fail("write_hf_folder: no HF name for {}", g);
+    };
+    const std::vector<ModelTensor> tensors = model_tensors(s);
+    std::vector<HfTensor> hf;
+    for (size_t k = 0; k < tensors.size(); ++k)
+        hf.push_back({hf_name(tensors[k].name), {tensors[k].shape.rbegin(), tensors[k].shape.rend()}, tensors[k].norm, k});
+    std::string header = "{";
+    uint64_t offset = 0;
+    for (const auto& t : hf) {
+        const uint64_t bytes = static_cast<uint64_t>(n_elements(t.shape)) * 2;
+        header += fmt::format(R"({}"{}": {{"dtype": "BF16", "shape": [{}], "data_offsets": [{}, {}]}})",
+                              header.size() > 1 ? ", " : "", t.name, fmt::join(t.shape, ", "), offset, offset + bytes);
+        offset += bytes;
+    }
+    header += "}";
+    while (header.size() % 8) header += ' ';
+    std::ofstream out(dir + "/model.safetensors", std::ios::binary);
+    const uint64_t header_len = header.size();
+    out.write(reinterpret_cast<const char*>(&header_len), 8);
+    out.write(header.data(), static_cast<std::streamsize>(header.size()));
+    std::vector<uint16_t> bf;
+    for (const auto& t : hf) {
+        const int64_t ne0 = t.shape.back();
+        const int64_t rows = n_elements(t.shape) / ne0;
+        bf.resize(static_cast<size_t>(ne0 * rows));
+        if (t.norm) {
+            std::fill(bf.begin(), bf.end(), uint16_t{0x3F80});  // 1.0
+        } else {
+            parallel_for(rows, threads, [&](int64_t r) {
+                std::vector<float> row(static_cast<size_t>(ne0));
+                fill_gaussian(0x5eed0000ull + t.gguf_index * 0x100000000ull + static_cast<uint64_t>(r), 0.02f, row);
+                for (int64_t c = 0; c < ne0; ++c) bf[static_cast<size_t>(r * ne0 + c)] = qf::f32_to_bf16(row[c]);
+            });
+        }
+        out.write(reinterpret_cast<const char*>(bf.data()), static_cast<std::streamsize>(bf.size() * 2));
+    }
+    if (!out) qf::fail("{}/model.safetensors: write failed", dir);
+}
+
 // ---------------------------------------------------------------------------------------
 // Child processes
 
@@ -444,6 +527,22 @@ int bench_main(int argc, char** argv) {
         rows.push_back(row);
     }
 
+    // End to end from a Hugging Face folder: qforge reads safetensors and writes Q4_K_M in one
+    // pass; llama.cpp needs convert_hf_to_gguf.py (Python) before the quantize step timed above.
+    ChildResult hf_run;
+    const std::string hf_dir = opt.dir + "/hf";
+    if (opt.with_hf) {
+        const auto h0 = Clock::now();
+        write_hf_folder(hf_dir, s, opt.threads);
+        fmt::print(stderr, "HF folder written in {:.0f} s\n", std::chrono::duration<double>(Clock::now() - h0).count());
+        fs::remove(out);
+        hf_run = run_child({opt.qforge, "quantize", hf_dir, out, "Q4_K_M", "--threads", std::to_string(opt.threads),
+                            "--force"},
+                           log);
+        fs::remove(out);
+        if (hf_run.status != 0) failed = true;
+    }
+
     fmt::print("| type | imatrix | qforge s | llama.cpp s | speed (llama s / qforge s) | target | qforge peak RSS MiB | "
                "llama.cpp peak RSS MiB | RSS (qforge / llama) | target |\n");
     fmt::print("|---|---|---:|---:|---:|---|---:|---:|---:|---|\n");
@@ -455,6 +554,16 @@ int bench_main(int argc, char** argv) {
                    r.imatrix ? "yes" : "no", r.qforge.seconds, r.llama.seconds, fmt_ratio(speed),
                    r.type == std::string("Q4_K_M") ? ">= 3x" : "-", r.qforge.max_rss_mib, r.llama.max_rss_mib,
                    fmt_ratio(rss));
+    }
+    if (opt.with_hf && !rows.empty()) {
+        const Row& q4 = rows.front();  // Q4_K_M without imatrix
+        const double ratio = hf_run.status == 0 ? q4.llama.seconds / hf_run.seconds : NAN;
+        fmt::print("\nHugging Face folder (BF16 safetensors) -> Q4_K_M in one `qforge quantize` run, against llama.cpp's "
+                   "quantize step alone from the F16 GGUF (its convert_hf_to_gguf.py step not counted):\n\n");
+        fmt::print("| qforge HF -> Q4_K_M s | llama.cpp quantize step s | speed (llama / qforge) | target | qforge peak RSS "
+                   "MiB |\n|---:|---:|---:|---|---:|\n");
+        fmt::print("| {:.1f} | {:.1f} | {}x | > 1x | {:.0f} |\n", hf_run.seconds, q4.llama.seconds, fmt_ratio(ratio),
+                   hf_run.max_rss_mib);
     }
     if (opt.with_exact) {
         fmt::print("\n`qforge quantize --llama-exact` (llama.cpp's block algorithms, byte-identical output):\n\n");
@@ -470,6 +579,7 @@ int bench_main(int argc, char** argv) {
     if (!opt.keep && !failed) {
         // Only what this run wrote; the folder itself only if that leaves it empty.
         for (const std::string& f : {model, imatrix, log}) fs::remove(f);
+        fs::remove_all(hf_dir);
         std::error_code ec;
         fs::remove(opt.dir, ec);
     }

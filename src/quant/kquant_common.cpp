@@ -743,8 +743,8 @@ const float* unit_weights() {
 
 void polish_asym_batch(const AsymSpec& spec, const float* x, const float* w, int nb, AsymBlock* io) {
     const int n = spec.sub_elems, ns = spec.n_sub;
-    float d[kBatchBlocks * 16], dm[kBatchBlocks * 16];
-    int32_t sc0[kBatchBlocks * 16], m0[kBatchBlocks * 16], sc[kBatchBlocks * 16], m[kBatchBlocks * 16];
+    float d[kBatchBlocks * 16] = {}, dm[kBatchBlocks * 16] = {};
+    int32_t sc0[kBatchBlocks * 16] = {}, m0[kBatchBlocks * 16] = {}, sc[kBatchBlocks * 16], m[kBatchBlocks * 16];
     uint8_t q[kBatchBlocks * kBlockElems];
     for (int b = 0; b < nb; ++b) {
         AsymBlock& blk = io[b];
@@ -796,8 +796,8 @@ void polish_asym_batch(const AsymSpec& spec, const float* x, const float* w, int
 
 void polish_sym_batch(const SymSpec& spec, const float* x, const float* w, int nb, SymBlock* io) {
     const int n = spec.sub_elems, ns = spec.n_sub;
-    float d[kBatchBlocks * 16];
-    int32_t sc0[kBatchBlocks * 16], sc[kBatchBlocks * 16];
+    float d[kBatchBlocks * 16] = {};
+    int32_t sc0[kBatchBlocks * 16] = {}, sc[kBatchBlocks * 16];
     int8_t q[kBatchBlocks * kBlockElems];
     for (int b = 0; b < nb; ++b) {
         SymBlock& blk = io[b];

@@ -186,7 +186,7 @@ void dequantize_row_q2_K(const void* src, float* dst, int64_t n) {
 void quantize_row_q2_K(const float* src, void* dst, int64_t n, const float* importance) {
     kquant::quantize_blocks_polished(src, static_cast<BlockQ2K*>(dst), n, importance, llama_groups, llama_finish_block,
                                      polish_blocks,
-                                     dequantize_block);
+                                     dequantize_block, 1.0f);
 }
 
 void quantize_row_q2_K_thorough(const float* src, void* dst, int64_t n, const float* importance) {
