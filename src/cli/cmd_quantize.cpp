@@ -85,8 +85,8 @@ void register_quantize(CLI::App& app) {
                   "Use llama.cpp's own block algorithms: bytes identical to llama-quantize's (default: qforge's "
                   "kernels, same formats and sizes, never a larger error per block)");
     cmd->add_flag("--thorough", a->opts.thorough,
-                  "K-quants: a wider block search (about 0.5-2% lower error again, several times slower than the "
-                  "default, which polishes llama.cpp's encoding)");
+                  "A wider block search (a little lower error again, several times slower than the default, which "
+                  "polishes llama.cpp's encoding)");
     cmd->add_option("-t,--threads", a->opts.threads, "Worker threads (default: all cores)");
     cmd->add_flag("--json", a->json, "Machine-readable summary");
     cmd->add_flag("-f,--force", a->opts.overwrite, "Overwrite the output file if it exists");

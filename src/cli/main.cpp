@@ -39,7 +39,10 @@ int main(int argc, char** argv) {
     app.footer(
         "Examples:\n"
         "  qforge convert ./models/prose-tiny                    # -> prose-tiny-f16.gguf\n"
-        "  qforge convert ./Llama-3.2-1B --outtype bf16 -o llama.gguf\n"
+        "  qforge quantize ./Llama-3.2-1B Q4_K_M                 # HF folder straight to Q4_K_M\n"
+        "  qforge plan ./Llama-3.1-8B --gpu 4090 -c 8192         # will it run? sizes, KV cache, verdict\n"
+        "  qforge imatrix m-f16.gguf --text calib.txt -o imatrix.gguf\n"
+        "  qforge eval --base m-f16.gguf m-Q4_K_M.gguf --text valid.txt   # KL divergence, top-1, PPL\n"
         "  qforge inspect llama.gguf                             # metadata, tensors, bits per weight\n"
         "Run 'qforge <command> --help' for the options of a command.");
     qf::cli::register_commands(app);

@@ -83,6 +83,13 @@ QuantizeRowFn quantize_fn_for(GgmlType type, const QuantizeOptions& options) {
             case GgmlType::Q4_K: return quantize_row_q4_K_thorough;
             case GgmlType::Q5_K: return quantize_row_q5_K_thorough;
             case GgmlType::Q6_K: return quantize_row_q6_K_thorough;
+            case GgmlType::Q4_0: return quantize_row_q4_0_thorough;
+            case GgmlType::Q4_1: return quantize_row_q4_1_thorough;
+            case GgmlType::Q5_0: return quantize_row_q5_0_thorough;
+            case GgmlType::Q5_1: return quantize_row_q5_1_thorough;
+            case GgmlType::Q8_0: return quantize_row_q8_0_thorough;
+            case GgmlType::IQ4_NL: return quantize_row_iq4_nl_thorough;
+            case GgmlType::IQ4_XS: return quantize_row_iq4_xs_thorough;
             default: break;
         }
     }

@@ -38,8 +38,8 @@ struct QuantizeOptions {
     // the bytes equal llama-quantize's. Default: the type table's kernels, which write the
     // same formats and sizes but search harder (never a larger error per block).
     bool llama_exact = false;
-    // K-quants: the wider (slower) per-block search instead of the default polish of
-    // llama.cpp's encoding (lower error again, several times slower). Other types: no change.
+    // The wider (slower) per-block search instead of the default polish of llama.cpp's
+    // encoding (lower error again, several times slower). F32/F16/BF16: no change.
     bool thorough = false;
     bool overwrite = false;
     int threads = 0;         // 0: all cores

@@ -242,6 +242,9 @@ struct Iq4Xs {
 
 void dequantize_row_iq4_nl(const void* src, float* dst, int64_t n) { dequantize_row_blocks<Iq4Nl>(src, dst, n); }
 void quantize_row_iq4_nl(const float* src, void* dst, int64_t n, const float* importance) {
+    quantize_row_fast<Iq4Nl>(legacy_lanes::Format::IQ4_NL, src, dst, n, importance);
+}
+void quantize_row_iq4_nl_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     quantize_row_best<Iq4Nl>(src, dst, n, importance);
 }
 void quantize_row_iq4_nl_llama(const float* src, void* dst, int64_t n, const float* importance) {
@@ -250,6 +253,9 @@ void quantize_row_iq4_nl_llama(const float* src, void* dst, int64_t n, const flo
 
 void dequantize_row_iq4_xs(const void* src, float* dst, int64_t n) { dequantize_row_blocks<Iq4Xs>(src, dst, n); }
 void quantize_row_iq4_xs(const float* src, void* dst, int64_t n, const float* importance) {
+    quantize_row_fast<Iq4Xs>(legacy_lanes::Format::IQ4_XS, src, dst, n, importance);
+}
+void quantize_row_iq4_xs_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     quantize_row_best<Iq4Xs>(src, dst, n, importance);
 }
 void quantize_row_iq4_xs_llama(const float* src, void* dst, int64_t n, const float* importance) {

@@ -19,10 +19,16 @@ void dequantize_row_iq4_nl(const void* src, float* dst, int64_t n);
 void quantize_row_iq4_nl(const float* src, void* dst, int64_t n, const float* importance);
 // llama.cpp's own encoding (quantize_iq4_nl, 7 scale trials), byte for byte; a candidate and a test oracle.
 void quantize_row_iq4_nl_llama(const float* src, void* dst, int64_t n, const float* importance);
+// The wide search (many scale candidates per block, best of it and llama.cpp's encoding):
+// slower than quantize_row_iq4_nl, a little lower error.
+void quantize_row_iq4_nl_thorough(const float* src, void* dst, int64_t n, const float* importance);
 
 void dequantize_row_iq4_xs(const void* src, float* dst, int64_t n);
 void quantize_row_iq4_xs(const float* src, void* dst, int64_t n, const float* importance);
 // llama.cpp's own encoding (quantize_iq4_xs), byte for byte; a candidate and a test oracle.
 void quantize_row_iq4_xs_llama(const float* src, void* dst, int64_t n, const float* importance);
+// The wide search (many scale candidates per block, best of it and llama.cpp's encoding):
+// slower than quantize_row_iq4_xs, a little lower error.
+void quantize_row_iq4_xs_thorough(const float* src, void* dst, int64_t n, const float* importance);
 
 }  // namespace qf

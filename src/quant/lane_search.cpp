@@ -11,6 +11,8 @@
 // tests/unit/test_quant_lanes.cpp compares every kernel with llama_ref on many groups and
 // tests/interop/ compares the resulting bytes with libggml.
 #include "quant/lane_search.h"
+
+#include "quant/simd_isa.h"
 //
 // The kernels live in lane_kernels.inc, compiled three times with different instruction sets:
 // AVX-512 (16 lanes), AVX2 (8 lanes), SSE2 (4 lanes, the x86-64 baseline; on other CPUs the
@@ -44,7 +46,6 @@ namespace qf::lanes {
 namespace {
 
 struct Path {
-    const char* name;
     decltype(&sse2::qkx_batch) qkx;
     decltype(&sse2::qx_batch) qx;
     decltype(&sse2::q3_batch) q3;
@@ -52,42 +53,23 @@ struct Path {
     decltype(&sse2::sym_refit_batch) sym_refit;
 };
 
-#define QF_PATH(label, ns) \
-    Path { label, ns::qkx_batch, ns::qx_batch, ns::q3_batch, ns::asym_refit_batch, ns::sym_refit_batch }
+#define QF_PATH(ns) Path{ns::qkx_batch, ns::qx_batch, ns::q3_batch, ns::asym_refit_batch, ns::sym_refit_batch}
 
-Path pick_path() {
+Path make_path(simd::Isa isa) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return QF_PATH("avx512f", avx512);
-    if (__builtin_cpu_supports("avx2")) return QF_PATH("avx2", avx2);
-    return QF_PATH("sse2", sse2);
-#else
-    return QF_PATH("generic", sse2);
+    if (isa == simd::Isa::kAvx512) return QF_PATH(avx512);
+    if (isa == simd::Isa::kAvx2) return QF_PATH(avx2);
 #endif
+    (void)isa;
+    return QF_PATH(sse2);
 }
 
-Path& path() {
-    static Path chosen = pick_path();
-    return chosen;
-}
+using Kernels = simd::Dispatcher<Path, make_path>;
+const Path& path() { return Kernels::get().table; }
 
 }  // namespace
 
-bool use_path(std::string_view name) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (name == "sse2") path() = QF_PATH("sse2", sse2);
-    else if (name == "avx2" && __builtin_cpu_supports("avx2"))
-        path() = QF_PATH("avx2", avx2);
-    else if (name == "avx512f" && __builtin_cpu_supports("avx512f"))
-        path() = QF_PATH("avx512f", avx512);
-    else if (name == "best") path() = pick_path();
-    else return false;
-    return true;
-#else
-    return name == "best" || name == "generic";
-#endif
-}
+bool use_path(std::string_view name) { return Kernels::get().use(name); }
 
 void make_qkx_quants(bool qkx3, int count, int n, int nmax, const float* x, const float* weights, uint8_t* L,
                      float* scales, float* mins, float rmin, float rdelta, int nstep, bool use_mad) {
@@ -114,6 +96,6 @@ void sym_refit(int count, int n, int qmin, int qmax, int smin, int smax, const f
     path().sym_refit(count, n, qmin, qmax, smin, smax, x, w, d, sc0, sc_out, q_out);
 }
 
-const char* dispatch_path() { return path().name; }
+const char* dispatch_path() { return simd::isa_name(Kernels::get().isa); }
 
 }  // namespace qf::lanes

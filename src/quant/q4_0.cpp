@@ -50,6 +50,9 @@ struct Q4_0 {
 
 void dequantize_row_q4_0(const void* src, float* dst, int64_t n) { dequantize_row_blocks<Q4_0>(src, dst, n); }
 void quantize_row_q4_0(const float* src, void* dst, int64_t n, const float* importance) {
+    quantize_row_fast<Q4_0>(legacy_lanes::Format::Q4_0, src, dst, n, importance);
+}
+void quantize_row_q4_0_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     quantize_row_best<Q4_0>(src, dst, n, importance);
 }
 void quantize_row_q4_0_llama(const float* src, void* dst, int64_t n, const float* importance) {

@@ -12,5 +12,8 @@ void quantize_row_q4_0(const float* src, void* dst, int64_t n, const float* impo
 // llama.cpp's own encoding of the row (quantize_q4_0), byte for byte; one of the candidates
 // quantize_row_q4_0 chooses from, exposed so the tests can check it against libggml.
 void quantize_row_q4_0_llama(const float* src, void* dst, int64_t n, const float* importance);
+// The wide search (many scale candidates per block, best of it and llama.cpp's encoding):
+// slower than quantize_row_q4_0, a little lower error.
+void quantize_row_q4_0_thorough(const float* src, void* dst, int64_t n, const float* importance);
 
 }  // namespace qf

@@ -53,6 +53,9 @@ struct Q4_1 {
 
 void dequantize_row_q4_1(const void* src, float* dst, int64_t n) { dequantize_row_blocks<Q4_1>(src, dst, n); }
 void quantize_row_q4_1(const float* src, void* dst, int64_t n, const float* importance) {
+    quantize_row_fast<Q4_1>(legacy_lanes::Format::Q4_1, src, dst, n, importance);
+}
+void quantize_row_q4_1_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     quantize_row_best<Q4_1>(src, dst, n, importance);
 }
 void quantize_row_q4_1_llama(const float* src, void* dst, int64_t n, const float* importance) {

@@ -56,6 +56,9 @@ struct Q5_0 {
 
 void dequantize_row_q5_0(const void* src, float* dst, int64_t n) { dequantize_row_blocks<Q5_0>(src, dst, n); }
 void quantize_row_q5_0(const float* src, void* dst, int64_t n, const float* importance) {
+    quantize_row_fast<Q5_0>(legacy_lanes::Format::Q5_0, src, dst, n, importance);
+}
+void quantize_row_q5_0_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     quantize_row_best<Q5_0>(src, dst, n, importance);
 }
 void quantize_row_q5_0_llama(const float* src, void* dst, int64_t n, const float* importance) {

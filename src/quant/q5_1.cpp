@@ -60,6 +60,9 @@ struct Q5_1 {
 
 void dequantize_row_q5_1(const void* src, float* dst, int64_t n) { dequantize_row_blocks<Q5_1>(src, dst, n); }
 void quantize_row_q5_1(const float* src, void* dst, int64_t n, const float* importance) {
+    quantize_row_fast<Q5_1>(legacy_lanes::Format::Q5_1, src, dst, n, importance);
+}
+void quantize_row_q5_1_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     quantize_row_best<Q5_1>(src, dst, n, importance);
 }
 void quantize_row_q5_1_llama(const float* src, void* dst, int64_t n, const float* importance) {

@@ -42,6 +42,9 @@ struct Q8_0 {
 
 void dequantize_row_q8_0(const void* src, float* dst, int64_t n) { dequantize_row_blocks<Q8_0>(src, dst, n); }
 void quantize_row_q8_0(const float* src, void* dst, int64_t n, const float* importance) {
+    quantize_row_fast<Q8_0>(legacy_lanes::Format::Q8_0, src, dst, n, importance);
+}
+void quantize_row_q8_0_thorough(const float* src, void* dst, int64_t n, const float* importance) {
     quantize_row_best<Q8_0>(src, dst, n, importance);
 }
 void quantize_row_q8_0_llama(const float* src, void* dst, int64_t n, const float* importance) {

@@ -14,6 +14,7 @@
 // or all ones, and y exactly what the dequantizer produces.
 #pragma once
 #include "common/half.h"
+#include "quant/lane_legacy.h"
 #include "quant/llama_reference.h"
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 namespace qf::quant {
 
@@ -315,6 +317,36 @@ void quantize_row_best(const float* src, void* dst, int64_t n, const float* impo
         F::search_block(x, w, cand);
         F::dequantize_block(cand, y);
         if (weighted_sq_error(x, y, w, F::kElems) < llama_err) std::memcpy(block, cand, F::kBytes);
+    }
+}
+
+// The fast default: llama.cpp's encoding polished on SIMD (quant/lane_legacy.h), never worse
+// than llama.cpp's per block. Blocks the fast path cannot encode finitely (fp16 overflow on huge
+// values) get the wide search of quantize_row_best instead.
+template <class F>
+void quantize_row_fast(legacy_lanes::Format format, const float* src, void* dst, int64_t n, const float* importance) {
+    const int64_t n_blocks = n / F::kElems;
+    std::vector<uint8_t> fallback(static_cast<size_t>(n_blocks));
+    legacy_lanes::quantize_row(format, legacy_lanes::default_polish(format, importance != nullptr), src, dst, n,
+                               importance, fallback.data());
+    bool any = false;
+    for (uint8_t f : fallback) any |= f != 0;
+    if (!any) return;
+    float ones[F::kElems];
+    for (float& v : ones) v = 1.0f;
+    auto* out = static_cast<uint8_t*>(dst);
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        if (!fallback[static_cast<size_t>(b)]) continue;
+        const float* x = src + b * F::kElems;
+        const float* qw = importance ? importance + b * F::kElems : nullptr;
+        uint8_t* block = out + b * F::kBytes;
+        float y[F::kElems];
+        F::dequantize_block(block, y);
+        const double fast_err = error_or_inf(weighted_sq_error(x, y, qw ? qw : ones, F::kElems));
+        uint8_t cand[F::kBytes];
+        F::search_block(x, qw ? qw : ones, cand);
+        F::dequantize_block(cand, y);
+        if (weighted_sq_error(x, y, qw ? qw : ones, F::kElems) < fast_err) std::memcpy(block, cand, F::kBytes);
     }
 }
 

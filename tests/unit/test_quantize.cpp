@@ -228,6 +228,31 @@ TEST(Quantize, SameBytesForAnyThreadCount) {
     }
 }
 
+// The three block searches write files of one size and layout, with different bytes: the default
+// (llama.cpp's encoding polished), --thorough (a wider search) and --llama-exact (llama.cpp's).
+TEST(Quantize, ThoroughAndLlamaExactWriteTheSameLayoutWithOtherBytes) {
+    const std::string s = scratch_dir();
+    const std::string in = s + "/prose-f16.gguf";
+    ASSERT_EQ(qforge(fmt::format("convert '{}' -o '{}'", bundled_model("prose-tiny"), in)).rc, 0);
+    for (const char* type : {"Q4_K_M", "Q8_0", "IQ4_XS"}) {
+        std::string files[3];
+        const char* flags[3] = {"", " --thorough", " --llama-exact"};
+        for (int i = 0; i < 3; ++i) {
+            const std::string out = fmt::format("{}/{}-{}.gguf", s, type, i);
+            const CmdRun r = qforge(fmt::format("quantize '{}' '{}' {}{} --force", in, out, type, flags[i]));
+            ASSERT_EQ(r.rc, 0) << r.out;
+            files[i] = slurp(out);
+        }
+        qf::GgufFile a(s + fmt::format("/{}-0.gguf", type)), b(s + fmt::format("/{}-1.gguf", type));
+        ASSERT_EQ(files[0].size(), files[1].size()) << type;
+        ASSERT_EQ(files[0].size(), files[2].size()) << type;
+        ASSERT_EQ(a.tensors().size(), b.tensors().size());
+        for (size_t t = 0; t < a.tensors().size(); ++t) EXPECT_EQ(a.tensors()[t].type, b.tensors()[t].type);
+        EXPECT_NE(files[0], files[1]) << type << ": --thorough changed nothing";
+        EXPECT_NE(files[0], files[2]) << type << ": the default equals llama.cpp's bytes";
+    }
+}
+
 TEST(Quantize, TensorTypeOverridesFirstMatchWins) {
     const std::string s = scratch_dir();
     const std::string in = stories_f16(s);
