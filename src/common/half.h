@@ -60,4 +60,10 @@ inline int nearest_int(float v) {
     return (i & 0x007FFFFF) - 0x00400000;
 }
 
+// Rows of values, converted as the scalar functions above do (the same floats for every input
+// that is not a NaN): with F16C instructions where the CPU has them (checked once), scalar
+// otherwise. Reading F16 weights is most of the work of an F16 -> Q8_0 pass.
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
+bool cpu_has_f16c();
+
 }  // namespace qf

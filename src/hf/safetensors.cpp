@@ -157,6 +157,10 @@ void convert_to_f32(const StTensor& t, int64_t first_element, int64_t count, flo
             if (count > 0) std::memcpy(dst, src + first_element * 4, static_cast<size_t>(count) * 4);
             break;
         case StDtype::F16:
+            if (reinterpret_cast<uintptr_t>(src) % alignof(uint16_t) == 0) {  // always, in a valid file
+                f16_to_f32_row(reinterpret_cast<const uint16_t*>(src) + first_element, dst, count);
+                break;
+            }
             for (int64_t i = 0; i < count; ++i) {
                 uint16_t h;
                 std::memcpy(&h, src + (first_element + i) * 2, 2);

@@ -8,7 +8,6 @@
 #include <string_view>
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
 #include <immintrin.h>
 #define QF_GEMM_X86 1
 #endif
@@ -161,13 +160,6 @@ const char* kernel_name() { return kernel().name; }
 namespace {
 
 #ifdef QF_GEMM_X86
-__attribute__((target("avx2,f16c"))) void f16_to_f32_f16c(const uint16_t* src, float* dst, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
-    for (; i < n; ++i) dst[i] = f16_to_f32(src[i]);
-}
-
 __attribute__((target("avx2,f16c"))) void round_f16_f16c(const float* x, float* y, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -175,28 +167,15 @@ __attribute__((target("avx2,f16c"))) void round_f16_f16c(const float* x, float* 
     for (; i < n; ++i) y[i] = f16_to_f32(f32_to_f16(x[i]));
 }
 
-bool has_f16c() {
-    // F16C is CPUID leaf 1, ECX bit 29 (read directly: clang's __builtin_cpu_supports has no "f16c").
-    static const bool yes = [] {
-        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-        return __builtin_cpu_supports("avx2") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
-    }();
-    return yes;
-}
 #endif
 
 }  // namespace
 
-void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) {
-#ifdef QF_GEMM_X86
-    if (has_f16c()) return f16_to_f32_f16c(src, dst, n);
-#endif
-    for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
-}
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) { qf::f16_to_f32_row(src, dst, n); }
 
 void round_through_f16(const float* x, float* y, int64_t n) {
 #ifdef QF_GEMM_X86
-    if (has_f16c()) return round_f16_f16c(x, y, n);
+    if (cpu_has_f16c()) return round_f16_f16c(x, y, n);
 #endif
     for (int64_t i = 0; i < n; ++i) y[i] = f16_to_f32(f32_to_f16(x[i]));
 }

@@ -9,8 +9,7 @@ namespace qf {
 void dequantize_row_f32(const void* src, float* dst, int64_t n) { std::memcpy(dst, src, sizeof(float) * n); }
 
 void dequantize_row_f16(const void* src, float* dst, int64_t n) {
-    const auto* h = static_cast<const uint16_t*>(src);
-    for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(h[i]);
+    f16_to_f32_row(static_cast<const uint16_t*>(src), dst, n);
 }
 
 void dequantize_row_bf16(const void* src, float* dst, int64_t n) {

@@ -751,20 +751,30 @@ void polish_asym_batch(const AsymSpec& spec, const float* x, const float* w, int
         const float* xb = x + b * kBlockElems;
         const float* wb = w + b * kBlockElems;
         const float d0 = f16_to_f32(blk.d), dmin0 = f16_to_f32(blk.dmin);
-        // Least-squares (d, dmin) for the block's integers and their re-rounded quants.
+        // Least-squares (d, dmin) for the block's integers and their re-rounded quants. Per
+        // sub-block in float (a proposal only: the exact error decides), then summed in double:
+        // with a = sc*q and c = -m, s_aa = sum sc^2 w q^2, s_ab = -sc m sum w q, s_bb = m^2 sum w, ...
         double s_aa = 0, s_ab = 0, s_bb = 0, s_xa = 0, s_xb = 0;
         for (int j = 0; j < ns; ++j) {
             uint8_t qj[32];
-            asym_sub_quants(xb + j * n, n, d0 * blk.sc[j], dmin0 * blk.m[j], spec.qmax, qj);
+            const float* xs = xb + j * n;
+            const float* ws = wb + j * n;
+            asym_sub_quants(xs, n, d0 * blk.sc[j], dmin0 * blk.m[j], spec.qmax, qj);
+            float sw = 0, swq = 0, swq2 = 0, swx = 0, swxq = 0;
             for (int i = 0; i < n; ++i) {
-                const double wi = wb[j * n + i];
-                const double a = static_cast<double>(blk.sc[j]) * qj[i], c = -static_cast<double>(blk.m[j]);
-                s_aa += wi * a * a;
-                s_ab += wi * a * c;
-                s_bb += wi * c * c;
-                s_xa += wi * xb[j * n + i] * a;
-                s_xb += wi * xb[j * n + i] * c;
+                const float q = qj[i];
+                sw += ws[i];
+                swq += ws[i] * q;
+                swq2 += ws[i] * q * q;
+                swx += ws[i] * xs[i];
+                swxq += ws[i] * xs[i] * q;
             }
+            const double sc = blk.sc[j], m = blk.m[j];
+            s_aa += sc * sc * swq2;
+            s_ab -= sc * m * swq;
+            s_bb += m * m * sw;
+            s_xa += sc * swxq;
+            s_xb -= m * swx;
         }
         const double det = s_aa * s_bb - s_ab * s_ab;
         if (det > 0) {
@@ -807,13 +817,18 @@ void polish_sym_batch(const SymSpec& spec, const float* x, const float* w, int n
         double s_aa = 0, s_xa = 0;
         for (int j = 0; j < ns; ++j) {
             int8_t qj[32];
-            sym_sub_quants(xb + j * n, n, d0 * static_cast<float>(blk.sc[j]), spec.qmin, spec.qmax, qj);
+            const float* xs = xb + j * n;
+            const float* ws = wb + j * n;
+            sym_sub_quants(xs, n, d0 * static_cast<float>(blk.sc[j]), spec.qmin, spec.qmax, qj);
+            float swq2 = 0, swxq = 0;  // per sub-block in float (a proposal only), then double
             for (int i = 0; i < n; ++i) {
-                const double wi = wb[j * n + i];
-                const double a = static_cast<double>(blk.sc[j]) * qj[i];
-                s_aa += wi * a * a;
-                s_xa += wi * xb[j * n + i] * a;
+                const float q = qj[i];
+                swq2 += ws[i] * q * q;
+                swxq += ws[i] * xs[i] * q;
             }
+            const double sc = blk.sc[j];
+            s_aa += sc * sc * swq2;
+            s_xa += sc * swxq;
         }
         if (s_aa > 0) blk.d = nonzero_f16(static_cast<float>(s_xa / s_aa));
         const float D = f16_to_f32(blk.d);

@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <random>
+#include <vector>
 
 // Our scalar f16 conversion must equal the hardware's (F16C, round to nearest even) on
 // every finite value; ggml's NaN spelling is 0x7E00.
@@ -54,4 +55,22 @@ TEST(Half, NearestIntIsRoundHalfToEven) {
     EXPECT_EQ(qf::nearest_int(-1.5f), -2);
     EXPECT_EQ(qf::nearest_int(-0.4f), 0);
     EXPECT_EQ(qf::nearest_int(7.6f), 8);
+}
+
+// The row conversion (F16C where the CPU has it) gives the scalar conversion's floats for every
+// f16 value that is not a NaN, at any length and offset (the vector loop and its tail).
+TEST(Half, F16RowConversionEqualsScalarForEveryValue) {
+    std::vector<uint16_t> all;
+    for (uint32_t h = 0; h < 65536; ++h)
+        if (((h >> 10) & 0x1F) != 0x1F || (h & 0x3FF) == 0) all.push_back(static_cast<uint16_t>(h));  // no NaN
+    std::vector<float> row(all.size());
+    qf::f16_to_f32_row(all.data(), row.data(), static_cast<int64_t>(all.size()));
+    for (size_t i = 0; i < all.size(); ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(row[i]), std::bit_cast<uint32_t>(qf::f16_to_f32(all[i]))) << all[i];
+    for (int64_t n : {0, 1, 7, 8, 9, 15, 17}) {
+        std::vector<float> part(static_cast<size_t>(n) + 1, -1.0f);
+        qf::f16_to_f32_row(all.data() + 3, part.data(), n);
+        for (int64_t i = 0; i < n; ++i) EXPECT_EQ(part[i], qf::f16_to_f32(all[3 + i]));
+        EXPECT_EQ(part[n], -1.0f);  // nothing written past n
+    }
 }
