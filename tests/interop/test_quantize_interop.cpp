@@ -179,6 +179,13 @@ TEST_F(QuantizeInterop, EveryFileTypeMatchesLlamaQuantizeStories260k) {
 
 TEST_F(QuantizeInterop, EveryFileTypeMatchesLlamaQuantizeProseTiny) { compare_all_types(models().prose_f16, "prose-tiny", false); }
 
+// The larger shared model (untied output, 8 layers): the same for every type.
+TEST_F(QuantizeInterop, EveryFileTypeMatchesLlamaQuantizeProseBase) {
+    if (!shared_dir()) GTEST_SKIP() << "../shared not present: models/prose-base needed";
+    const std::string f16 = convert(*shared_dir() + "/models/prose-base", "f16", models().dir + "/prose-base-f16.gguf");
+    compare_all_types(f16, "prose-base", true);
+}
+
 TEST_F(QuantizeInterop, ImatrixFileReadAlikeByBoth) {
     const std::string dir = scratch_dir();
     for (const std::string& f16 : {models().stories_f16, models().prose_f16}) {
