@@ -171,7 +171,6 @@ __attribute__((target("avx2,f16c"))) void round_f16_f16c(const float* x, float* 
 
 }  // namespace
 
-void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) { qf::f16_to_f32_row(src, dst, n); }
 
 void round_through_f16(const float* x, float* y, int64_t n) {
 #ifdef QF_GEMM_X86

@@ -22,8 +22,6 @@ void panel_product(const float* x, int64_t ldx, int64_t n_rows, const float* w, 
 // prints it). QFORGE_GEMM=avx2 or =generic in the environment forces a narrower kernel.
 const char* kernel_name();
 
-// n f16 values to f32 (F16C where the CPU has it; exact either way).
-void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
 // y = x rounded to the nearest f16 (ties to even) and widened back, as ggml's fp32->fp16.
 void round_through_f16(const float* x, float* y, int64_t n);
 

@@ -182,10 +182,7 @@ Weight Transformer::Impl::weight(const std::string& name, int64_t cols, int64_t 
     if (mul_overflows(w.row_bytes, static_cast<uint64_t>(rows), &need) || need > bytes.size())
         bad(fmt::format("tensor '{}' is shorter than its shape", name));
     w.data = bytes.data();
-    w.dequantize = traits(t.type).dequantize;
-    // The table's f16 conversion is scalar; F16 weights are the common base model, so use F16C.
-    if (t.type == GgmlType::F16)
-        w.dequantize = [](const void* src, float* dst, int64_t n) { gemm::f16_to_f32_row(static_cast<const uint16_t*>(src), dst, n); };
+    w.dequantize = traits(t.type).dequantize;  // F16 rows: F16C where the CPU has it
     return w;
 }
 

@@ -24,6 +24,7 @@
 #include "quant/llama_reference.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <cmath>
 #include <cstdlib>
 #include <cstdint>
@@ -262,42 +263,65 @@ void quantize_blocks_polished(const float* src, Block* dst, int64_t n, const flo
     }
 }
 
+// ---- Per-format glue of the default and --thorough encoders --------------------------------
+// A format gives to_rep(block, rep): its super-scale(s) and integer sub-block scales (and mins),
+// unpacked; and store(rep, block): everything, quants included, packed. Rep is AsymBlock for
+// an AsymSpec, SymBlock for a SymSpec; the overloads below pick the matching search and polish.
+template <class Spec>
+using RepOf = std::conditional_t<std::is_same_v<Spec, AsymSpec>, AsymBlock, SymBlock>;
+
+inline double wide_search(const AsymSpec& s, const float* x, const float* w, AsymBlock& r) { return search_asym(s, x, w, r); }
+inline double wide_search(const SymSpec& s, const float* x, const float* w, SymBlock& r) { return search_sym(s, x, w, r); }
+inline void polish_batch(const AsymSpec& s, const float* x, const float* w, int nb, AsymBlock* io) {
+    polish_asym_batch(s, x, w, nb, io);
+}
+inline void polish_batch(const SymSpec& s, const float* x, const float* w, int nb, SymBlock* io) {
+    polish_sym_batch(s, x, w, nb, io);
+}
+// Blocks the polish cannot rescue start afresh with the wide search: tiny or huge values, and
+// (formats with a per-sub-block minimum) a sub-block entirely above zero.
+inline bool needs_wide_search(const AsymSpec& s, uint16_t d, const float* x) {
+    return needs_wide_search(d) || has_positive_sub_block(x, s.sub_elems, s.n_sub);
+}
+inline bool needs_wide_search(const SymSpec&, uint16_t d, const float*) { return needs_wide_search(d); }
+
+// The wide search for one block (--thorough's candidate).
+template <class Spec, class Block, class Store>
+void search_block(const Spec& spec, const float* x, const float* w, Block& b, Store&& store) {
+    RepOf<Spec> r;
+    wide_search(spec, x, w, r);
+    store(r, b);
+}
+
+// The default's polish of a batch of llama.cpp's blocks (from) into candidates (to).
+template <class Spec, class Block, class ToRep, class Store>
+void polish_blocks(const Spec& spec, const float* x, const float* w, int nb, const Block* from, Block* to,
+                   ToRep&& to_rep, Store&& store) {
+    RepOf<Spec> rep[kBatchBlocks];
+    for (int b = 0; b < nb; ++b) to_rep(from[b], rep[b]);
+    polish_batch(spec, x, w, nb, rep);
+    for (int b = 0; b < nb; ++b) {
+        const float* xb = x + b * kBlockElems;
+        if (needs_wide_search(spec, from[b].d, xb)) search_block(spec, xb, w + b * kBlockElems, to[b], store);
+        else store(rep[b], to[b]);
+    }
+}
+
 // ---- Q4_K and Q5_K: one header layout (d, dmin, twelve bytes of 6-bit scales and mins) -----
 // Only the quant bits differ; pack_quants(levels, block) stores those.
+template <class Block>
+void scale_min_k4_to_rep(const Block& b, AsymBlock& a) {
+    a.d = b.d;
+    a.dmin = b.dmin;
+    unpack_scale_min_k4(b.scales, a.sc, a.m);
+}
+
 template <class Block, class PackQuants>
 void store_scale_min_k4(const AsymBlock& a, Block& b, PackQuants&& pack_quants) {
     b.d = a.d;
     b.dmin = a.dmin;
     pack_scale_min_k4(a.sc, a.m, b.scales);
     pack_quants(a.q, b);
-}
-
-template <class Block, class PackQuants>
-void search_scale_min_k4(const AsymSpec& spec, const float* x, const float* w, Block& b, PackQuants&& pack_quants) {
-    AsymBlock a;
-    search_asym(spec, x, w, a);
-    store_scale_min_k4(a, b, pack_quants);
-}
-
-// The default's polish of a batch of llama.cpp's blocks (polish_asym_batch); blocks of tiny or
-// huge values and blocks with a sub-block entirely above zero get the wide search instead.
-template <class Block, class PackQuants>
-void polish_scale_min_k4(const AsymSpec& spec, const float* x, const float* w, int nb, const Block* from, Block* to,
-                         PackQuants&& pack_quants) {
-    AsymBlock rep[kBatchBlocks];
-    for (int b = 0; b < nb; ++b) {
-        rep[b].d = from[b].d;
-        rep[b].dmin = from[b].dmin;
-        unpack_scale_min_k4(from[b].scales, rep[b].sc, rep[b].m);
-    }
-    polish_asym_batch(spec, x, w, nb, rep);
-    for (int b = 0; b < nb; ++b) {
-        const float* xb = x + b * kBlockElems;
-        if (needs_wide_search(from[b].d) || has_positive_sub_block(xb, spec.sub_elems, spec.n_sub))
-            search_scale_min_k4(spec, xb, w + b * kBlockElems, to[b], pack_quants);
-        else
-            store_scale_min_k4(rep[b], to[b], pack_quants);
-    }
 }
 
 // llama.cpp's encoder for a row of Q4_K / Q5_K blocks, and the default built on it.
@@ -325,7 +349,8 @@ void quantize_scale_min_k4(const LlamaScaleMinSpec& llama_spec, const AsymSpec& 
     quantize_blocks_polished(
         src, dst, n, importance, groups, finish,
         [&](const float* x, const float* w, int nb, const Block* from, Block* to) {
-            polish_scale_min_k4(spec, x, w, nb, from, to, pack_quants);
+            polish_blocks(spec, x, w, nb, from, to, scale_min_k4_to_rep<Block>,
+                          [&](const AsymBlock& a, Block& b) { store_scale_min_k4(a, b, pack_quants); });
         },
         dequant, 2.0f);
 }

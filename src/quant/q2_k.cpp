@@ -139,41 +139,28 @@ void llama_block(const float* x, const float* importance, BlockQ2K& b) {
 
 constexpr kquant::AsymSpec kSpec{16, 16, 3, 15};
 
-void search_block(const float* x, const float* w, BlockQ2K& b) {
-    kquant::AsymBlock a;
-    kquant::search_asym(kSpec, x, w, a);
-    b.d = a.d;
-    b.dmin = a.dmin;
-    for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<uint8_t>(a.sc[j] | (a.m[j] << 4));
-    pack_quants(a.q, b);
+// The block's super-scale and integer sub-block scales, unpacked (the polish's starting point).
+void to_rep(const BlockQ2K& b, kquant::AsymBlock& r) {
+    r.d = b.d;
+    r.dmin = b.dmin;
+    for (int j = 0; j < 16; ++j) {
+        r.sc[j] = b.scales[j] & 0xF;
+        r.m[j] = b.scales[j] >> 4;
+    }
 }
 
-// The default's polish of a batch of llama.cpp's blocks (kquant::polish_asym_batch); blocks of
-// tiny or huge values and sub-blocks entirely above zero go to the wide search instead.
+// A block from its unpacked form, quants included.
+void store(const kquant::AsymBlock& r, BlockQ2K& b) {
+    b.d = r.d;
+    b.dmin = r.dmin;
+    for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<uint8_t>(r.sc[j] | (r.m[j] << 4));
+    pack_quants(r.q, b);
+}
+
+void search_block(const float* x, const float* w, BlockQ2K& b) { kquant::search_block(kSpec, x, w, b, store); }
+
 void polish_blocks(const float* x, const float* w, int nb, const BlockQ2K* from, BlockQ2K* to) {
-    kquant::AsymBlock rep[kquant::kBatchBlocks];
-    for (int b = 0; b < nb; ++b) {
-        kquant::AsymBlock& a = rep[b];
-        a.d = from[b].d;
-        a.dmin = from[b].dmin;
-        for (int j = 0; j < 16; ++j) {
-            a.sc[j] = from[b].scales[j] & 0xF;
-            a.m[j] = from[b].scales[j] >> 4;
-        }
-    }
-    kquant::polish_asym_batch(kSpec, x, w, nb, rep);
-    for (int b = 0; b < nb; ++b) {
-        const float* xb = x + b * kBlockElems;
-        if (kquant::needs_wide_search(from[b].d) || kquant::has_positive_sub_block(xb, 16, 16)) {
-            search_block(xb, w + b * kBlockElems, to[b]);
-        } else {
-            const kquant::AsymBlock& a = rep[b];
-            to[b].d = a.d;
-            to[b].dmin = a.dmin;
-            for (int j = 0; j < 16; ++j) to[b].scales[j] = static_cast<uint8_t>(a.sc[j] | (a.m[j] << 4));
-            pack_quants(a.q, to[b]);
-        }
-    }
+    kquant::polish_blocks(kSpec, x, w, nb, from, to, to_rep, store);
 }
 
 }  // namespace
@@ -185,8 +172,7 @@ void dequantize_row_q2_K(const void* src, float* dst, int64_t n) {
 
 void quantize_row_q2_K(const float* src, void* dst, int64_t n, const float* importance) {
     kquant::quantize_blocks_polished(src, static_cast<BlockQ2K*>(dst), n, importance, llama_groups, llama_finish_block,
-                                     polish_blocks,
-                                     dequantize_block, 1.0f);
+                                     polish_blocks, dequantize_block, 1.0f);
 }
 
 void quantize_row_q2_K_thorough(const float* src, void* dst, int64_t n, const float* importance) {

@@ -150,39 +150,25 @@ void llama_block(const float* x, const float* importance, BlockQ3K& b) {
 
 constexpr kquant::SymSpec kSpec{16, 16, -4, 3, -32, 31};
 
-void search_block(const float* x, const float* w, BlockQ3K& b) {
-    kquant::SymBlock s;
-    kquant::search_sym(kSpec, x, w, s);
-    b.d = s.d;
-    kquant::pack_scales_q3_k(s.sc, b.scales);
+// The block's super-scale and integer sub-block scales, unpacked (the polish's starting point).
+void to_rep(const BlockQ3K& b, kquant::SymBlock& r) {
+    r.d = b.d;
+    kquant::unpack_scales_q3_k(b.scales, r.sc);
+}
+
+// A block from its unpacked form, quants included.
+void store(const kquant::SymBlock& r, BlockQ3K& b) {
+    b.d = r.d;
+    kquant::pack_scales_q3_k(r.sc, b.scales);
     uint8_t L[kBlockElems];
-    for (int e = 0; e < kBlockElems; ++e) L[e] = static_cast<uint8_t>(s.q[e] + 4);
+    for (int e = 0; e < kBlockElems; ++e) L[e] = static_cast<uint8_t>(r.q[e] + 4);
     pack_quants(L, b);
 }
 
-// The default's polish of a batch of llama.cpp's blocks (kquant::polish_sym_batch); blocks of
-// tiny or huge values go to the wide search instead.
+void search_block(const float* x, const float* w, BlockQ3K& b) { kquant::search_block(kSpec, x, w, b, store); }
+
 void polish_blocks(const float* x, const float* w, int nb, const BlockQ3K* from, BlockQ3K* to) {
-    kquant::SymBlock rep[kquant::kBatchBlocks];
-    for (int b = 0; b < nb; ++b) {
-        kquant::SymBlock& a = rep[b];
-        a.d = from[b].d;
-        kquant::unpack_scales_q3_k(from[b].scales, a.sc);
-    }
-    kquant::polish_sym_batch(kSpec, x, w, nb, rep);
-    for (int b = 0; b < nb; ++b) {
-        const float* xb = x + b * kBlockElems;
-        if (kquant::needs_wide_search(from[b].d)) {
-            search_block(xb, w + b * kBlockElems, to[b]);
-        } else {
-            const kquant::SymBlock& a = rep[b];
-            to[b].d = a.d;
-            kquant::pack_scales_q3_k(a.sc, to[b].scales);
-            uint8_t L[kBlockElems];
-            for (int e = 0; e < kBlockElems; ++e) L[e] = static_cast<uint8_t>(a.q[e] + 4);
-            pack_quants(L, to[b]);
-        }
-    }
+    kquant::polish_blocks(kSpec, x, w, nb, from, to, to_rep, store);
 }
 
 }  // namespace
@@ -194,8 +180,7 @@ void dequantize_row_q3_K(const void* src, float* dst, int64_t n) {
 
 void quantize_row_q3_K(const float* src, void* dst, int64_t n, const float* importance) {
     kquant::quantize_blocks_polished(src, static_cast<BlockQ3K*>(dst), n, importance, llama_groups, llama_finish_block,
-                                     polish_blocks,
-                                     dequantize_block, 2.0f);
+                                     polish_blocks, dequantize_block, 2.0f);
 }
 
 void quantize_row_q3_K_thorough(const float* src, void* dst, int64_t n, const float* importance) {

@@ -44,7 +44,11 @@ void llama_block(const float* x, const float* importance, BlockQ4K& b) {
 
 constexpr kquant::AsymSpec kSpec{32, 8, 15, 63};
 
-void search_block(const float* x, const float* w, BlockQ4K& b) { kquant::search_scale_min_k4(kSpec, x, w, b, pack_quants); }
+void search_block(const float* x, const float* w, BlockQ4K& b) {
+    kquant::search_block(kSpec, x, w, b, [](const kquant::AsymBlock& a, BlockQ4K& out) {
+        kquant::store_scale_min_k4(a, out, pack_quants);
+    });
+}
 
 }  // namespace
 

@@ -102,39 +102,25 @@ void llama_block(const float* x, const float* importance, BlockQ6K& b) {
 
 constexpr kquant::SymSpec kSpec{16, 16, -32, 31, -128, 127};
 
-void search_block(const float* x, const float* w, BlockQ6K& b) {
-    kquant::SymBlock s;
-    kquant::search_sym(kSpec, x, w, s);
-    b.d = s.d;
-    std::memcpy(b.scales, s.sc, sizeof b.scales);
+// The block's super-scale and integer sub-block scales, unpacked (the polish's starting point).
+void to_rep(const BlockQ6K& b, kquant::SymBlock& r) {
+    r.d = b.d;
+    std::memcpy(r.sc, b.scales, sizeof r.sc);
+}
+
+// A block from its unpacked form, quants included.
+void store(const kquant::SymBlock& r, BlockQ6K& b) {
+    b.d = r.d;
+    std::memcpy(b.scales, r.sc, sizeof b.scales);
     uint8_t L[kBlockElems];
-    for (int e = 0; e < kBlockElems; ++e) L[e] = static_cast<uint8_t>(s.q[e] + 32);
+    for (int e = 0; e < kBlockElems; ++e) L[e] = static_cast<uint8_t>(r.q[e] + 32);
     pack_quants(L, b);
 }
 
-// The default's polish of a batch of llama.cpp's blocks (kquant::polish_sym_batch); blocks of
-// tiny or huge values go to the wide search instead.
+void search_block(const float* x, const float* w, BlockQ6K& b) { kquant::search_block(kSpec, x, w, b, store); }
+
 void polish_blocks(const float* x, const float* w, int nb, const BlockQ6K* from, BlockQ6K* to) {
-    kquant::SymBlock rep[kquant::kBatchBlocks];
-    for (int b = 0; b < nb; ++b) {
-        kquant::SymBlock& a = rep[b];
-        a.d = from[b].d;
-        std::memcpy(a.sc, from[b].scales, sizeof a.sc);
-    }
-    kquant::polish_sym_batch(kSpec, x, w, nb, rep);
-    for (int b = 0; b < nb; ++b) {
-        const float* xb = x + b * kBlockElems;
-        if (kquant::needs_wide_search(from[b].d)) {
-            search_block(xb, w + b * kBlockElems, to[b]);
-        } else {
-            const kquant::SymBlock& a = rep[b];
-            to[b].d = a.d;
-            std::memcpy(to[b].scales, a.sc, sizeof to[b].scales);
-            uint8_t L[kBlockElems];
-            for (int e = 0; e < kBlockElems; ++e) L[e] = static_cast<uint8_t>(a.q[e] + 32);
-            pack_quants(L, to[b]);
-        }
-    }
+    kquant::polish_blocks(kSpec, x, w, nb, from, to, to_rep, store);
 }
 
 }  // namespace
@@ -146,8 +132,7 @@ void dequantize_row_q6_K(const void* src, float* dst, int64_t n) {
 
 void quantize_row_q6_K(const float* src, void* dst, int64_t n, const float* importance) {
     kquant::quantize_blocks_polished(src, static_cast<BlockQ6K*>(dst), n, importance, llama_groups, llama_finish,
-                                     polish_blocks,
-                                     dequantize_block);
+                                     polish_blocks, dequantize_block);
 }
 
 void quantize_row_q6_K_thorough(const float* src, void* dst, int64_t n, const float* importance) {
