@@ -27,13 +27,6 @@ int test_threads() {
     return kDefaultThreads;
 }
 
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 std::string convert(const std::string& dir, const std::string& outtype, const std::string& out) {
     std::string log;
     int rc = run_command(fmt::format("'{}' convert '{}' --outtype {} -o '{}' --force", qforge_binary(), dir, outtype, out),
@@ -61,7 +54,7 @@ std::optional<std::string> prose_dir(const std::string& model) {
 }
 
 std::optional<std::string> valid_text() {
-    if (auto shared = shared_dir()) return read_text(*shared + "/text/valid.txt");
+    if (auto shared = shared_dir()) return read_file(*shared + "/text/valid.txt");
     return std::nullopt;
 }
 
@@ -77,7 +70,7 @@ TEST_P(ProsePerplexity, MatchesReferenceOnValidPrefix) {
     auto dir = prose_dir(c.model);
     auto text = valid_text();
     if (!dir || !text) GTEST_SKIP() << "../shared not present: " << c.model << " / valid.txt not available";
-    auto metrics = nlohmann::json::parse(read_text(*dir + "/metrics.json"));
+    auto metrics = nlohmann::json::parse(read_file(*dir + "/metrics.json"));
     const auto& ref = metrics["valid_prefix"]["llama_perplexity_style_512"];
     const double ref_ppl = ref["ppl"].get<double>();
     const int chunks = ref["chunks"].get<int>();
@@ -115,7 +108,7 @@ TEST(ConvertFull, ProseTinyF32PerplexityOverAllOfValid) {
     const std::string scratch = scratch_dir();
     for (const char* name : {"prose-tiny", "prose-base"}) {
         auto dir = prose_dir(name);
-        auto metrics = nlohmann::json::parse(read_text(*dir + "/metrics.json"));
+        auto metrics = nlohmann::json::parse(read_file(*dir + "/metrics.json"));
         const double ref_ppl = metrics["llama_perplexity_style"]["512"]["ppl"].get<double>();
         for (const char* outtype : {"f32", "f16", "bf16"}) {
             std::string out = convert(*dir, outtype, scratch + "/" + name + "-" + outtype + ".gguf");
@@ -156,7 +149,7 @@ TEST_P(RandomCheckpoints, LlamaCppLoadsAndRuns) {
             fs::copy_file(tok_dir + "/" + f, dir + "/" + f);
     } else {
         tok_dir = source_dir() + (std::string(c.tokenizer) == "bpe" ? "/tests/data/bpe-tiny" : "/tests/data/bpe-tiny-qwen2");
-        auto cfg = nlohmann::json::parse(read_text(tok_dir + "/config.json"));
+        auto cfg = nlohmann::json::parse(read_file(tok_dir + "/config.json"));
         c.spec.vocab = cfg["vocab_size"].get<uint32_t>();
         c.spec.config_overrides["bos_token_id"] = cfg["bos_token_id"];
         c.spec.config_overrides["eos_token_id"] = cfg["eos_token_id"];

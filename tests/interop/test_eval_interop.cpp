@@ -38,13 +38,6 @@ int test_threads() { return env_int("QFORGE_TEST_THREADS", kDefaultThreads); }
 int eval_chunks() { return env_int("QFORGE_EVAL_CHUNKS", 6); }
 int eval_ctx() { return env_int("QFORGE_EVAL_CTX", 256); }
 
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 // valid.txt when ../shared exists, else the repository's README (prose enough for a few
 // chunks of 256 tokens).
 std::string eval_text_path() {
@@ -154,7 +147,7 @@ TEST_P(EvalVsLlamaCpp, PerplexityLogitsAndQuantKld) {
     const ModelFiles& files = model_files(name, *dir);
     ASSERT_FALSE(HasFailure());
     const std::string text_path = eval_text_path();
-    const std::string text = read_text(text_path);
+    const std::string text = read_file(text_path);
     const int n_ctx = eval_ctx(), chunks = eval_chunks();
 
     std::map<std::string, ChunkLogits> theirs, ours;
@@ -261,7 +254,7 @@ TEST_P(EvalArchitectures, LogitsMatchLlamaCpp) {
     } else {
         const std::string tok_dir =
             source_dir() + (std::string(c.tokenizer) == "bpe" ? "/tests/data/bpe-tiny" : "/tests/data/bpe-tiny-qwen2");
-        auto cfg = nlohmann::json::parse(read_text(tok_dir + "/config.json"));
+        auto cfg = nlohmann::json::parse(read_file(tok_dir + "/config.json"));
         c.spec.vocab = cfg["vocab_size"].get<uint32_t>();
         c.spec.config_overrides["bos_token_id"] = cfg["bos_token_id"];
         c.spec.config_overrides["eos_token_id"] = cfg["eos_token_id"];
@@ -276,7 +269,7 @@ TEST_P(EvalArchitectures, LogitsMatchLlamaCpp) {
     std::string log;
     ASSERT_EQ(run_command(fmt::format("'{}' convert '{}' --outtype f32 -o '{}'", qforge_binary(), dir, gguf), &log), 0) << log;
 
-    const std::string text = read_text(source_dir() + "/README.md");
+    const std::string text = read_file(source_dir() + "/README.md");
     const int n_ctx = 64, chunks = 2;
     const ChunkLogits theirs = llama_logits(gguf, text, n_ctx, chunks);
     const OurRun ours = our_logits(gguf, text, n_ctx, chunks);

@@ -39,14 +39,6 @@ int env_int(const char* name, int fallback) {
 }
 int test_threads() { return env_int("QFORGE_TEST_THREADS", kDefaultThreads); }
 int imatrix_chunks() { return env_int("QFORGE_IMATRIX_CHUNKS", 10); }
-int kld_chunks() { return env_int("QFORGE_KLD_CHUNKS", 6); }
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 // A model as F16 GGUF and the imatrix `qforge imatrix` collects over calib.txt: built once per
 // model. prose-tiny (bundled) for the format and collector checks; prose-base (../shared) for
@@ -201,7 +193,7 @@ TEST(ImatrixInterop, SumsMatchLlamaCppsCollector) {
     const int chunks = imatrix_chunks();
     auto model = load_model(s->f16);
     const auto t0 = std::chrono::steady_clock::now();
-    const LlamaImatrix ref = llama_collect_imatrix(*model, read_text(s->calib), 512, chunks, false, test_threads());
+    const LlamaImatrix ref = llama_collect_imatrix(*model, read_file(s->calib), 512, chunks, false, test_threads());
     const double llama_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("[ imatrix ] llama.cpp's collector (%d thread%s): %d chunks in %.2f s (%.0f tokens/s)\n", test_threads(),
                 test_threads() == 1 ? "" : "s", chunks, llama_seconds, 512.0 * chunks / llama_seconds);
@@ -217,7 +209,7 @@ TEST(ImatrixInterop, SumsMatchLlamaCppsCollector) {
     const size_t at = s->imatrix_log.rfind("PPL ");
     ASSERT_NE(at, std::string::npos) << s->imatrix_log;
     const double our_ppl = std::atof(s->imatrix_log.c_str() + at + 4);
-    std::string calib = read_text(s->calib);
+    std::string calib = read_file(s->calib);
     if (!calib.empty() && calib.back() == '\n') calib.pop_back();
     const PerplexityResult llama_ppl = perplexity(*model, calib, 512, chunks, test_threads());
     EXPECT_NEAR(our_ppl, llama_ppl.ppl, 2e-3 * llama_ppl.ppl);
@@ -246,7 +238,7 @@ TEST(ImatrixInterop, ProcessOutputMatchesLlamaCppOnAnUntiedModel) {
               0)
         << log;
     auto model = load_model(f16);
-    const LlamaImatrix ref = llama_collect_imatrix(*model, read_text(s->calib), 512, chunks, true, test_threads());
+    const LlamaImatrix ref = llama_collect_imatrix(*model, read_file(s->calib), 512, chunks, true, test_threads());
     ASSERT_EQ(ref.entries.count("output.weight"), 1u);
     qf::GgufFile ours(imatrix);
     ASSERT_NE(ours.find_tensor("output.weight.in_sum2"), nullptr);
@@ -305,7 +297,7 @@ TEST(ImatrixInterop, LlamaCppReadsOurFile) {
 TEST(ImatrixInterop, ImatrixLowersKldForLowBitTypes) {
     if (!shared_dir()) GTEST_SKIP() << "../shared not present: prose-base, calib.txt and valid.txt needed";
     REQUIRE_SETUP(s, "prose-base", env_int("QFORGE_IMATRIX_CHUNKS", 40));
-    const std::string text = read_text(s->valid);
+    const std::string text = read_file(s->valid);
     const int chunks = env_int("QFORGE_KLD_CHUNKS", 20);
     const BaseLogProbs base = base_log_probs(s->f16, text, chunks);
     std::printf("[ kld ] prose-base vs F16 on valid.txt, %d chunks of 512 (%zu scored tokens); imatrix from calib.txt; "
@@ -341,7 +333,7 @@ TEST(ImatrixInterop, ImatrixLowersKldForLowBitTypes) {
                 o.imatrix_path = s->imatrix;
                 const std::string theirs = s->dir + "/llama-imatrix-" + tag + ".gguf";
                 ASSERT_EQ(model_quantize(s->f16, theirs, o), 0);
-                const std::string a = read_text(weighted), b = read_text(theirs);
+                const std::string a = read_file(weighted), b = read_file(theirs);
                 const auto diff = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
                 EXPECT_TRUE(diff.first == a.end() && diff.second == b.end())
                     << weighted << " and llama.cpp's " << theirs << " differ at byte " << (diff.first - a.begin())

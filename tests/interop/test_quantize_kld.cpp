@@ -30,13 +30,6 @@ int kld_chunks() {
     return 6;
 }
 
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 // log-softmax of one row, in double as llama.cpp's perplexity tool does.
 void log_softmax(std::span<const float> logits, std::vector<double>& out) {
     out.resize(logits.size());
@@ -109,7 +102,7 @@ struct KldCase {
 TEST(QuantizeKld, OursIsNotWorseThanLlamaCppOnValid) {
     auto shared = shared_dir();
     if (!shared) GTEST_SKIP() << "../shared not present: valid.txt needed";
-    const std::string text = read_text(*shared + "/text/valid.txt");
+    const std::string text = read_file(*shared + "/text/valid.txt");
     const std::string s = scratch_dir();
     const std::string f16 = s + "/prose-tiny-f16.gguf";
     std::string log;

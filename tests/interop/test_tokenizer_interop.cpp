@@ -34,15 +34,8 @@ using namespace qf::test;
 
 namespace {
 
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 std::optional<std::string> valid_text() {
-    if (auto shared = shared_dir()) return read_text(*shared + "/text/valid.txt");
+    if (auto shared = shared_dir()) return read_file(*shared + "/text/valid.txt");
     return std::nullopt;
 }
 
@@ -90,7 +83,7 @@ std::string convert_bpe_checkpoint(const std::string& tok_name, const std::strin
     const std::string tok_dir = source_dir() + "/tests/data/" + tok_name;
     const std::string dir = root + "/" + tok_name + "-hf";
     fs::create_directories(dir);
-    auto cfg = nlohmann::json::parse(read_text(tok_dir + "/config.json"));
+    auto cfg = nlohmann::json::parse(read_file(tok_dir + "/config.json"));
     CheckpointSpec spec;
     spec.model_type = cfg["model_type"].get<std::string>();
     spec.vocab = cfg["vocab_size"].get<uint32_t>();

@@ -15,5 +15,13 @@ std::string llama_dir();                  // folder with libllama / libggml
 std::string scratch_dir();
 // Runs a shell command, returns its exit status; output captured into *output if given.
 int run_command(const std::string& command, std::string* output = nullptr);
+// The built qforge binary run with `args` (quoted by the caller): exit status and output.
+struct QforgeRun {
+    int rc = -1;
+    std::string out;
+};
+QforgeRun qforge(const std::string& args);
+// A file's bytes ("" when it cannot be read).
+std::string read_file(const std::string& path);
 
 }  // namespace qf::test

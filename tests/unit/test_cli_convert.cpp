@@ -17,29 +17,11 @@ using namespace qf::test;
 
 namespace {
 
-struct CliRun {
-    int rc;
-    std::string out;
-};
-
-CliRun qforge(const std::string& args) {
-    CliRun r;
-    r.rc = run_command(fmt::format("'{}' {}", qforge_binary(), args), &r.out);
-    return r;
-}
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 // Every file in dir (name -> content), to prove inputs are untouched.
 std::map<std::string, std::string> snapshot(const std::string& dir) {
     std::map<std::string, std::string> m;
     for (const auto& e : fs::directory_iterator(dir))
-        if (e.is_regular_file()) m[e.path().filename().string()] = slurp(e.path().string());
+        if (e.is_regular_file()) m[e.path().filename().string()] = read_file(e.path().string());
     return m;
 }
 
@@ -49,7 +31,7 @@ void expect_no_output(const std::string& out_path) {
     EXPECT_FALSE(fs::exists(out_path + ".tmp")) << out_path << ".tmp";
 }
 
-void expect_one_error_line(const CliRun& r, const std::string& must_contain) {
+void expect_one_error_line(const QforgeRun& r, const std::string& must_contain) {
     EXPECT_NE(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("error:"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find(must_contain), std::string::npos) << "expected '" << must_contain << "' in: " << r.out;
@@ -69,7 +51,7 @@ std::string small_checkpoint(const std::string& dir, CheckpointSpec spec = {}) {
 }  // namespace
 
 TEST(CliConvert, HelpTeaches) {
-    CliRun r = qforge("convert --help");
+    QforgeRun r = qforge("convert --help");
     EXPECT_EQ(r.rc, 0);
     EXPECT_NE(r.out.find("--outtype"), std::string::npos);
     EXPECT_NE(r.out.find("Example"), std::string::npos);
@@ -82,22 +64,22 @@ TEST(CliConvert, HelpTeaches) {
 TEST(CliConvert, ConvertsAndRefusesToOverwriteWithoutForce) {
     const std::string s = scratch_dir();
     const std::string out = s + "/out.gguf";
-    CliRun r = qforge(fmt::format("convert '{}' -o '{}'", bundled_model("stories260k"), out));
+    QforgeRun r = qforge(fmt::format("convert '{}' -o '{}'", bundled_model("stories260k"), out));
     ASSERT_EQ(r.rc, 0) << r.out;
-    const std::string first = slurp(out);
+    const std::string first = read_file(out);
     r = qforge(fmt::format("convert '{}' -o '{}' --outtype f32", bundled_model("stories260k"), out));
     expect_one_error_line(r, out + ": already exists");
-    EXPECT_EQ(slurp(out), first);  // untouched
+    EXPECT_EQ(read_file(out), first);  // untouched
     EXPECT_FALSE(fs::exists(out + ".tmp"));
     r = qforge(fmt::format("convert '{}' -o '{}' --outtype f32 --force", bundled_model("stories260k"), out));
     EXPECT_EQ(r.rc, 0) << r.out;
-    EXPECT_NE(slurp(out), first);
+    EXPECT_NE(read_file(out), first);
 }
 
 TEST(CliConvert, DefaultOutputNameFollowsFolderAndType) {
     const std::string s = scratch_dir();
     // run in the scratch folder so the default name lands there
-    CliRun r;
+    QforgeRun r;
     r.rc = run_command(fmt::format("cd '{}' && '{}' convert '{}' --outtype bf16", s, qforge_binary(), bundled_model("stories260k")),
                        &r.out);
     ASSERT_EQ(r.rc, 0) << r.out;
@@ -110,7 +92,7 @@ TEST(CliConvert, UnknownArchitectureNamesItAndListsSupported) {
     spec.config_overrides["model_type"] = "gpt_neox";
     std::string dir = small_checkpoint(s + "/hf", spec);
     auto before = snapshot(dir);
-    CliRun r = qforge(fmt::format("convert '{}' -o '{}/o.gguf'", dir, s));
+    QforgeRun r = qforge(fmt::format("convert '{}' -o '{}/o.gguf'", dir, s));
     expect_one_error_line(r, "gpt_neox");
     EXPECT_NE(r.out.find("llama"), std::string::npos);
     EXPECT_NE(r.out.find("qwen3"), std::string::npos);
@@ -124,7 +106,7 @@ TEST(CliConvert, MissingShardIsNamed) {
     spec.shards = 3;
     std::string dir = small_checkpoint(s + "/hf", spec);
     fs::remove(dir + "/model-00002-of-00003.safetensors");
-    CliRun r = qforge(fmt::format("convert '{}' -o '{}/o.gguf'", dir, s));
+    QforgeRun r = qforge(fmt::format("convert '{}' -o '{}/o.gguf'", dir, s));
     expect_one_error_line(r, "model-00002-of-00003.safetensors");
     expect_no_output(s + "/o.gguf");
 }
@@ -135,7 +117,7 @@ TEST(CliConvert, TruncatedSafetensorsIsNamed) {
     const std::string st = dir + "/model.safetensors";
     fs::resize_file(st, fs::file_size(st) - 100);
     auto before = snapshot(dir);
-    CliRun r = qforge(fmt::format("convert '{}' -o '{}/o.gguf'", dir, s));
+    QforgeRun r = qforge(fmt::format("convert '{}' -o '{}/o.gguf'", dir, s));
     expect_one_error_line(r, "model.safetensors");
     expect_no_output(s + "/o.gguf");
     EXPECT_EQ(snapshot(dir), before);
@@ -146,17 +128,17 @@ TEST(CliConvert, ShapeThatDisagreesWithConfigIsNamed) {
     CheckpointSpec spec;
     std::string dir = small_checkpoint(s + "/hf", spec);
     // config claims a wider FFN than the weights have
-    auto cfg = nlohmann::json::parse(slurp(dir + "/config.json"));
+    auto cfg = nlohmann::json::parse(read_file(dir + "/config.json"));
     cfg["intermediate_size"] = cfg["intermediate_size"].get<int>() * 2;
     write_text(dir + "/config.json", cfg.dump(2));
-    CliRun r = qforge(fmt::format("convert '{}' -o '{}/o.gguf'", dir, s));
+    QforgeRun r = qforge(fmt::format("convert '{}' -o '{}/o.gguf'", dir, s));
     expect_one_error_line(r, "mlp");
     expect_no_output(s + "/o.gguf");
 }
 
 TEST(CliConvert, MissingFolderAndMissingConfig) {
     const std::string s = scratch_dir();
-    CliRun r = qforge(fmt::format("convert '{}/nope' -o '{}/o.gguf'", s, s));
+    QforgeRun r = qforge(fmt::format("convert '{}/nope' -o '{}/o.gguf'", s, s));
     expect_one_error_line(r, s + "/nope");
     fs::create_directories(s + "/empty");
     r = qforge(fmt::format("convert '{}/empty' -o '{}/o.gguf'", s, s));
@@ -166,7 +148,7 @@ TEST(CliConvert, MissingFolderAndMissingConfig) {
 
 TEST(CliConvert, UnwritableOutputDirectory) {
     const std::string s = scratch_dir();
-    CliRun r = qforge(fmt::format("convert '{}' -o '{}/no/such/dir/o.gguf'", bundled_model("stories260k"), s));
+    QforgeRun r = qforge(fmt::format("convert '{}' -o '{}/no/such/dir/o.gguf'", bundled_model("stories260k"), s));
     expect_one_error_line(r, s + "/no/such/dir/o.gguf");
 }
 
@@ -175,7 +157,7 @@ TEST(CliConvert, UnwritableOutputDirectory) {
 TEST(CliConvert, FailedWriteLeavesNothing) {
     const std::string s = scratch_dir();
     const std::string out = s + "/o.gguf";
-    CliRun r;
+    QforgeRun r;
     r.rc = run_command(fmt::format("bash -c \"trap '' XFSZ; ulimit -f 64; '{}' convert '{}' -o '{}' --outtype f32\"",
                                    qforge_binary(), bundled_model("prose-tiny"), out),
                        &r.out);
@@ -209,7 +191,7 @@ TEST(CliConvert, InterruptLeavesNothing) {
 }
 
 TEST(CliInspect, HfFolderAndBadFiles) {
-    CliRun r = qforge(fmt::format("inspect '{}'", bundled_model("prose-tiny")));
+    QforgeRun r = qforge(fmt::format("inspect '{}'", bundled_model("prose-tiny")));
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("model.embed_tokens.weight"), std::string::npos);
     EXPECT_NE(r.out.find("6819072"), std::string::npos);  // parameter count of prose-tiny (metrics.json)

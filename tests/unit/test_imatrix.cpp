@@ -20,6 +20,7 @@
 
 namespace fs = std::filesystem;
 using namespace qf;
+using qf::test::read_file;
 
 namespace {
 
@@ -37,13 +38,6 @@ std::vector<double> naive_sums(const std::vector<std::vector<float>>& calls, siz
     for (const auto& x : calls)
         for (size_t i = 0; i < x.size(); ++i) s[i % ne0] += static_cast<double>(x[i]) * x[i];
     return s;
-}
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
 }
 
 template <class T>
@@ -237,7 +231,7 @@ TEST(ImatrixFile, LegacyDatBytesAndRoundTrip) {
     append<int32_t>(expect, 3);  // chunk count
     append<int32_t>(expect, 9);
     expect += "calib.txt";
-    EXPECT_EQ(slurp(path), expect);
+    EXPECT_EQ(read_file(path), expect);
 
     const Imatrix im = load_imatrix(path);
     EXPECT_TRUE(im.legacy);
@@ -254,9 +248,9 @@ TEST(ImatrixFile, RefusesExistingOutputAndBadEntries) {
     const std::string dir = test::scratch_dir();
     const std::string path = dir + "/imatrix.gguf";
     save_imatrix(sample_data(), path, false);
-    const std::string before = slurp(path);
+    const std::string before = read_file(path);
     EXPECT_THROW(save_imatrix(sample_data(), path, false), Error);
-    EXPECT_EQ(slurp(path), before);
+    EXPECT_EQ(read_file(path), before);
     ImatrixData other = sample_data();
     other.chunk_count = 9;
     save_imatrix(other, path, true);

@@ -25,29 +25,11 @@ using namespace qf::test;
 
 namespace {
 
-struct CmdRun {
-    int rc;
-    std::string out;
-};
-
-CmdRun qforge(const std::string& args) {
-    CmdRun r;
-    r.rc = run_command(fmt::format("'{}' {}", qforge_binary(), args), &r.out);
-    return r;
-}
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 void write_file(const std::string& path, const std::string& text) {
     std::ofstream(path, std::ios::binary) << text;
 }
 
-void expect_error(const CmdRun& r, const std::string& must_contain) {
+void expect_error(const QforgeRun& r, const std::string& must_contain) {
     EXPECT_NE(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("error:"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find(must_contain), std::string::npos) << "expected '" << must_contain << "' in: " << r.out;
@@ -72,7 +54,7 @@ Inputs make_inputs() {
     in.dir = scratch_dir();
     in.model = in.dir + "/stories-f32.gguf";
     in.text = in.dir + "/story.txt";
-    CmdRun r = qforge(fmt::format("convert '{}' -o '{}' --outtype f32", bundled_model("stories260k"), in.model));
+    QforgeRun r = qforge(fmt::format("convert '{}' -o '{}' --outtype f32", bundled_model("stories260k"), in.model));
     EXPECT_EQ(r.rc, 0) << r.out;
     write_file(in.text, story_text(30));
     return in;
@@ -92,7 +74,7 @@ std::vector<float> f32_data(const qf::GgufFile& f, const std::string& name) {
 TEST(ImatrixCli, CollectsEveryBlockWeightOverTheChunks) {
     const Inputs in = make_inputs();
     const std::string out = in.dir + "/im.gguf";
-    CmdRun r = qforge(fmt::format("imatrix '{}' --text '{}' -o '{}' -c 64 --chunks 3", in.model, in.text, out));
+    QforgeRun r = qforge(fmt::format("imatrix '{}' --text '{}' -o '{}' -c 64 --chunks 3", in.model, in.text, out));
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("3 chunks of 64 tokens (192 tokens), 35 tensors collected"), std::string::npos) << r.out;
 
@@ -144,7 +126,7 @@ TEST(ImatrixCli, CollectsEveryBlockWeightOverTheChunks) {
     const std::string one = in.dir + "/im1.gguf";
     r = qforge(fmt::format("imatrix '{}' --text '{}' -o '{}' -c 64 --chunks 3 -t 1", in.model, in.text, one));
     ASSERT_EQ(r.rc, 0) << r.out;
-    EXPECT_EQ(slurp(one), slurp(out));
+    EXPECT_EQ(read_file(one), read_file(out));
 
     // --process-output: this model's output is tied to token_embd.weight, which llama-imatrix
     // never collects either.
@@ -160,7 +142,7 @@ TEST(ImatrixCli, Refusals) {
 
     const std::string short_text = in.dir + "/short.txt";
     write_file(short_text, story_text(1));
-    CmdRun r = qforge(fmt::format("imatrix '{}' --text '{}' -o '{}' -c 64", in.model, short_text, out));
+    QforgeRun r = qforge(fmt::format("imatrix '{}' --text '{}' -o '{}' -c 64", in.model, short_text, out));
     expect_error(r, "needs at least 128");
     EXPECT_FALSE(fs::exists(out));
 
@@ -172,7 +154,7 @@ TEST(ImatrixCli, Refusals) {
 
     write_file(out, "keep me");
     expect_error(qforge(fmt::format("imatrix '{}' --text '{}' -o '{}' -c 64 --chunks 2", in.model, in.text, out)), "--force");
-    EXPECT_EQ(slurp(out), "keep me");
+    EXPECT_EQ(read_file(out), "keep me");
     r = qforge(fmt::format("imatrix '{}' --text '{}' -o '{}' -c 64 --chunks 2 --force", in.model, in.text, out));
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(qf::load_imatrix(out).chunk_count, 2);

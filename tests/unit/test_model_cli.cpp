@@ -16,17 +16,6 @@ using namespace qf::test;
 
 namespace {
 
-struct CmdResult {
-    int rc = 0;
-    std::string out;
-};
-
-CmdResult qforge(const std::string& args) {
-    CmdResult r;
-    r.rc = run_command(fmt::format("'{}' {}", qforge_binary(), args), &r.out);
-    return r;
-}
-
 std::string last_line(std::string s) {
     while (!s.empty() && s.back() == '\n') s.pop_back();
     const auto nl = s.rfind('\n');
@@ -58,7 +47,7 @@ const Fixture& fixture() {
 
 TEST(CliEval, PerplexityJsonAndText) {
     const Fixture& f = fixture();
-    CmdResult r = qforge(fmt::format("eval '{}' --text '{}' -c 64 --chunks 3 -t 1 --json", f.f16, f.text));
+    QforgeRun r = qforge(fmt::format("eval '{}' --text '{}' -c 64 --chunks 3 -t 1 --json", f.f16, f.text));
     ASSERT_EQ(r.rc, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["chunks"], 3);
@@ -79,11 +68,11 @@ TEST(CliEval, KlDivergenceAgainstGgufAndHfBase) {
     const Fixture& f = fixture();
     const std::string q8 = f.dir + "/prose-tiny-q8_0.gguf";
     if (!std::filesystem::exists(q8)) {
-        CmdResult q = qforge(fmt::format("quantize '{}' '{}' Q8_0", f.f16, q8));
+        QforgeRun q = qforge(fmt::format("quantize '{}' '{}' Q8_0", f.f16, q8));
         ASSERT_EQ(q.rc, 0) << q.out;
     }
     // The base against itself: zero divergence, same top token everywhere.
-    CmdResult r = qforge(fmt::format("eval --base '{}' '{}' '{}' --text '{}' -c 64 --chunks 2 -t 1 --json", f.f16, f.f16, q8, f.text));
+    QforgeRun r = qforge(fmt::format("eval --base '{}' '{}' '{}' --text '{}' -c 64 --chunks 2 -t 1 --json", f.f16, f.f16, q8, f.text));
     ASSERT_EQ(r.rc, 0) << r.out;
     auto j = nlohmann::json::parse(r.out);
     ASSERT_EQ(j["quants"].size(), 2u);
@@ -106,13 +95,13 @@ TEST(CliEval, OneLineRefusals) {
     const std::string s = scratch_dir();
     {
         std::ofstream(s + "/short.txt") << "Too short for any chunk.";
-        CmdResult r = qforge(fmt::format("eval '{}' --text '{}/short.txt'", f.f16, s));
+        QforgeRun r = qforge(fmt::format("eval '{}' --text '{}/short.txt'", f.f16, s));
         EXPECT_NE(r.rc, 0);
         EXPECT_NE(last_line(r.out).find("short.txt: the text has"), std::string::npos) << r.out;
         EXPECT_NE(last_line(r.out).find("context 512 needs at least 1024"), std::string::npos) << r.out;
     }
     {
-        CmdResult r = qforge(fmt::format("eval '{}' --text '{}/missing.txt'", f.f16, s));
+        QforgeRun r = qforge(fmt::format("eval '{}' --text '{}/missing.txt'", f.f16, s));
         EXPECT_NE(r.rc, 0);
         EXPECT_NE(r.out.find("missing.txt"), std::string::npos) << r.out;
     }
@@ -120,7 +109,7 @@ TEST(CliEval, OneLineRefusals) {
         // A base with another vocabulary (stories260k: 512 tokens).
         const std::string other = s + "/stories.gguf";
         ASSERT_EQ(qforge(fmt::format("convert '{}' -o '{}'", bundled_model("stories260k"), other)).rc, 0);
-        CmdResult r = qforge(fmt::format("eval --base '{}' '{}' --text '{}' -c 64", f.f16, other, f.text));
+        QforgeRun r = qforge(fmt::format("eval --base '{}' '{}' --text '{}' -c 64", f.f16, other, f.text));
         EXPECT_NE(r.rc, 0);
         EXPECT_NE(last_line(r.out).find("vocabulary differs"), std::string::npos) << r.out;
     }
@@ -142,7 +131,7 @@ TEST(CliEval, OneLineRefusals) {
             io.write(reinterpret_cast<const char*>(&nan16), 2);
         }
         io.close();
-        CmdResult r = qforge(fmt::format("eval '{}' --text '{}' -c 64 --chunks 1", bad, f.text));
+        QforgeRun r = qforge(fmt::format("eval '{}' --text '{}' -c 64 --chunks 1", bad, f.text));
         EXPECT_NE(r.rc, 0);
         EXPECT_NE(last_line(r.out).find("non-finite"), std::string::npos) << r.out;
         EXPECT_NE(last_line(r.out).find("blk.3"), std::string::npos) << r.out;

@@ -24,25 +24,7 @@ using namespace qf::test;
 
 namespace {
 
-struct CmdRun {
-    int rc;
-    std::string out;
-};
-
-CmdRun qforge(const std::string& args) {
-    CmdRun r;
-    r.rc = run_command(fmt::format("'{}' {}", qforge_binary(), args), &r.out);
-    return r;
-}
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-void expect_error(const CmdRun& r, const std::string& must_contain) {
+void expect_error(const QforgeRun& r, const std::string& must_contain) {
     EXPECT_NE(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("error:"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find(must_contain), std::string::npos) << "expected '" << must_contain << "' in: " << r.out;
@@ -52,7 +34,7 @@ void expect_error(const CmdRun& r, const std::string& must_contain) {
 // stories260k as an F16 GGUF in dir (64- and 172-column rows: the recipe's fallbacks show up).
 std::string stories_f16(const std::string& dir) {
     const std::string out = dir + "/stories-f16.gguf";
-    CmdRun r = qforge(fmt::format("convert '{}' -o '{}' --force", bundled_model("stories260k"), out));
+    QforgeRun r = qforge(fmt::format("convert '{}' -o '{}' --force", bundled_model("stories260k"), out));
     EXPECT_EQ(r.rc, 0) << r.out;
     return out;
 }
@@ -101,7 +83,7 @@ std::vector<Entry> entries_for(const std::string& model) {
 TEST(Quantize, UnknownTypeListsTheValidOnes) {
     const std::string s = scratch_dir();
     const std::string in = stories_f16(s);
-    CmdRun r = qforge(fmt::format("quantize '{}' '{}/o.gguf' Q9_X", in, s));
+    QforgeRun r = qforge(fmt::format("quantize '{}' '{}/o.gguf' Q9_X", in, s));
     expect_error(r, "unknown type 'Q9_X'");
     for (const char* t : {"Q4_K_M", "Q8_0", "Q2_K_S", "IQ4_XS"}) EXPECT_NE(r.out.find(t), std::string::npos) << t;
     EXPECT_FALSE(fs::exists(s + "/o.gguf"));
@@ -112,7 +94,7 @@ TEST(Quantize, UnknownTypeListsTheValidOnes) {
 TEST(Quantize, TypeIsCaseInsensitiveAndOutputNameIsDerived) {
     const std::string s = scratch_dir();
     const std::string in = stories_f16(s);
-    CmdRun r;
+    QforgeRun r;
     r.rc = run_command(fmt::format("cd '{}' && '{}' quantize '{}' q4_k_m", s, qforge_binary(), in), &r.out);
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_TRUE(fs::exists(s + "/stories-Q4_K_M.gguf")) << r.out;
@@ -131,11 +113,11 @@ TEST(Quantize, TypeIsCaseInsensitiveAndOutputNameIsDerived) {
 TEST(Quantize, OutputEqualToInputIsRefused) {
     const std::string s = scratch_dir();
     const std::string in = stories_f16(s);
-    const std::string before = slurp(in);
+    const std::string before = read_file(in);
     expect_error(qforge(fmt::format("quantize --force '{}' '{}' Q8_0", in, in)), "overwrite the input");
     // The same file under another name too.
     expect_error(qforge(fmt::format("quantize --force '{}' '{}/./stories-f16.gguf' Q8_0", in, s)), "overwrite the input");
-    EXPECT_EQ(slurp(in), before);
+    EXPECT_EQ(read_file(in), before);
     EXPECT_FALSE(fs::exists(in + ".tmp"));
 }
 
@@ -148,7 +130,7 @@ TEST(Quantize, ImatrixOfTheWrongLengthNamesTheTensor) {
     for (auto& e : entries)
         if (e.name == victim) e.ne0 += 32;
     write_gguf_imatrix(s + "/bad.gguf", entries);
-    CmdRun r = qforge(fmt::format("quantize --imatrix '{}/bad.gguf' '{}' '{}/o.gguf' Q4_K_M", s, in, s));
+    QforgeRun r = qforge(fmt::format("quantize --imatrix '{}/bad.gguf' '{}' '{}/o.gguf' Q4_K_M", s, in, s));
     expect_error(r, victim);
     EXPECT_FALSE(fs::exists(s + "/o.gguf"));
 
@@ -161,7 +143,7 @@ TEST(Quantize, ImatrixOfTheWrongLengthNamesTheTensor) {
 
     // A matching one works and is recorded as llama-quantize records it.
     write_gguf_imatrix(s + "/good.gguf", entries_for(in));
-    CmdRun ok = qforge(fmt::format("quantize --imatrix '{}/good.gguf' '{}' '{}/o.gguf' Q4_K_M", s, in, s));
+    QforgeRun ok = qforge(fmt::format("quantize --imatrix '{}/good.gguf' '{}' '{}/o.gguf' Q4_K_M", s, in, s));
     ASSERT_EQ(ok.rc, 0) << ok.out;
     qf::GgufFile q(s + "/o.gguf");
     EXPECT_EQ(q.metadata().get("quantize.imatrix.file").as_string(), s + "/good.gguf");
@@ -176,7 +158,7 @@ TEST(Quantize, TypesThatNeedAnImatrixRefuseWithoutOne) {
     // stories260k's rows are too short for q2_K, but prose-tiny's are not.
     const std::string prose = s + "/prose-f16.gguf";
     ASSERT_EQ(qforge(fmt::format("convert '{}' -o '{}'", bundled_model("prose-tiny"), prose)).rc, 0);
-    CmdRun r = qforge(fmt::format("quantize '{}' '{}/o.gguf' Q2_K_S", prose, s));
+    QforgeRun r = qforge(fmt::format("quantize '{}' '{}/o.gguf' Q2_K_S", prose, s));
     expect_error(r, "--imatrix");
     EXPECT_FALSE(fs::exists(s + "/o.gguf"));
 }
@@ -185,7 +167,7 @@ TEST(Quantize, RequantizingNeedsTheFlag) {
     const std::string s = scratch_dir();
     const std::string in = stories_f16(s);
     ASSERT_EQ(qforge(fmt::format("quantize '{}' '{}/q8.gguf' Q8_0", in, s)).rc, 0);
-    CmdRun r = qforge(fmt::format("quantize '{}/q8.gguf' '{}/q4.gguf' Q4_K_M", s, s));
+    QforgeRun r = qforge(fmt::format("quantize '{}/q8.gguf' '{}/q4.gguf' Q4_K_M", s, s));
     expect_error(r, "--allow-requantize");
     EXPECT_FALSE(fs::exists(s + "/q4.gguf"));
     r = qforge(fmt::format("quantize --allow-requantize '{}/q8.gguf' '{}/q4.gguf' Q4_K_M", s, s));
@@ -199,7 +181,7 @@ TEST(Quantize, DryRunWritesNothingAndShowsEveryTensor) {
     const std::string s = scratch_dir();
     const std::string in = stories_f16(s);
     const auto before = fs::directory_iterator(s);
-    CmdRun r = qforge(fmt::format("quantize --dry-run '{}' '{}/o.gguf' Q4_K_M", in, s));
+    QforgeRun r = qforge(fmt::format("quantize --dry-run '{}' '{}/o.gguf' Q4_K_M", in, s));
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_FALSE(fs::exists(s + "/o.gguf"));
     EXPECT_FALSE(fs::exists(s + "/o.gguf.tmp"));
@@ -224,7 +206,7 @@ TEST(Quantize, SameBytesForAnyThreadCount) {
     for (const char* type : {"Q4_K_S"}) {
         ASSERT_EQ(qforge(fmt::format("quantize --threads 1 '{}' '{}/t1.gguf' {} --force", in, s, type)).rc, 0);
         ASSERT_EQ(qforge(fmt::format("quantize '{}' '{}/t2.gguf' {} 2 --force", in, s, type)).rc, 0);
-        EXPECT_EQ(slurp(s + "/t1.gguf"), slurp(s + "/t2.gguf")) << type;
+        EXPECT_EQ(read_file(s + "/t1.gguf"), read_file(s + "/t2.gguf")) << type;
     }
 }
 
@@ -239,9 +221,9 @@ TEST(Quantize, ThoroughAndLlamaExactWriteTheSameLayoutWithOtherBytes) {
         const char* flags[3] = {"", " --thorough", " --llama-exact"};
         for (int i = 0; i < 3; ++i) {
             const std::string out = fmt::format("{}/{}-{}.gguf", s, type, i);
-            const CmdRun r = qforge(fmt::format("quantize '{}' '{}' {}{} --force", in, out, type, flags[i]));
+            const QforgeRun r = qforge(fmt::format("quantize '{}' '{}' {}{} --force", in, out, type, flags[i]));
             ASSERT_EQ(r.rc, 0) << r.out;
-            files[i] = slurp(out);
+            files[i] = read_file(out);
         }
         qf::GgufFile a(s + fmt::format("/{}-0.gguf", type)), b(s + fmt::format("/{}-1.gguf", type));
         ASSERT_EQ(files[0].size(), files[1].size()) << type;
@@ -257,7 +239,7 @@ TEST(Quantize, TensorTypeOverridesFirstMatchWins) {
     const std::string s = scratch_dir();
     const std::string in = stories_f16(s);
     std::ofstream(s + "/types.txt") << "BLK\\.1\\.attn_q=q8_0\n";
-    CmdRun r = qforge(fmt::format("quantize --dry-run --json --tensor-type 'attn_q=q5_0' --tensor-type 'attn_.*=q4_0' "
+    QforgeRun r = qforge(fmt::format("quantize --dry-run --json --tensor-type 'attn_q=q5_0' --tensor-type 'attn_.*=q4_0' "
                                "--tensor-type-file '{}/types.txt' '{}' Q4_K_M",
                                s, in));
     ASSERT_EQ(r.rc, 0) << r.out;
