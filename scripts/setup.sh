@@ -9,6 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libfmt-dev nlohmann-json3-dev libcli11-dev libsentencepiece-dev
   libgtest-dev libbenchmark-dev libomp-dev
+  libeigen3-dev                    # Cholesky factor of the calibration statistics (quantize --calibrate)
   clang libclang-rt-14-dev         # libFuzzer targets for the GGUF / safetensors parsers
 )
 

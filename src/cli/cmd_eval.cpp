@@ -70,35 +70,6 @@ private:
     bool drawn_ = false;
 };
 
-// A base given as a Hugging Face folder becomes an F32 GGUF in a private temporary folder,
-// removed when the evaluation ends (also on errors).
-class TemporaryBase {
-public:
-    explicit TemporaryBase(const std::string& hf_dir, int threads) {
-        dir_ = fs::temp_directory_path() / fmt::format("qforge-eval-{}", ::getpid());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        ConvertOptions o;
-        o.input_dir = hf_dir;
-        o.output = (dir_ / "base-f32.gguf").string();
-        o.outtype = GgmlType::F32;
-        o.overwrite = true;
-        o.threads = threads;
-        path_ = convert_hf_to_gguf(o).output;
-    }
-    ~TemporaryBase() {
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-    TemporaryBase(const TemporaryBase&) = delete;
-    TemporaryBase& operator=(const TemporaryBase&) = delete;
-    const std::string& path() const { return path_; }
-
-private:
-    fs::path dir_;
-    std::string path_;
-};
-
 int32_t chunk_bos(const Tokenizer& tok) { return tok.adds_bos() ? tok.bos_id() : -1; }
 
 std::string file_name(const std::string& path) { return fs::path(path).filename().string(); }
@@ -139,10 +110,10 @@ void run_perplexity(const EvalArgs& a, const std::string& text) {
 }
 
 void run_kld(const EvalArgs& a, const std::string& text) {
-    std::unique_ptr<TemporaryBase> converted;
+    std::unique_ptr<TemporaryF32Gguf> converted;
     std::string base_path = a.base;
     if (fs::is_directory(a.base)) {
-        converted = std::make_unique<TemporaryBase>(a.base, a.threads);
+        converted = std::make_unique<TemporaryF32Gguf>(a.base, a.threads, "eval");
         base_path = converted->path();
     }
     Transformer base(base_path);

@@ -87,6 +87,12 @@ void register_quantize(CLI::App& app) {
     cmd->add_flag("--thorough", a->opts.thorough,
                   "A wider block search (a little lower error again, several times slower than the default, which "
                   "polishes llama.cpp's encoding)");
+    cmd->add_option("--calibrate", a->opts.calibrate_path,
+                    "Calibration text: quantize every weight product with error feedback (GPTQ-style) from its\n"
+                    "input statistics on this text; same tensor types and sizes as with an imatrix, lower KL divergence");
+    cmd->add_option("--calib-chunks", a->opts.calib_chunks, "Calibration chunks used (default: all whole chunks of the text)")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--calib-ctx", a->opts.calib_ctx, "Tokens per calibration chunk (default 512)")->check(CLI::Range(16, 1 << 20));
     cmd->add_option("-t,--threads", a->opts.threads, "Worker threads (default: all cores)");
     cmd->add_flag("--json", a->json, "Machine-readable summary");
     cmd->add_flag("-f,--force", a->opts.overwrite, "Overwrite the output file if it exists");
@@ -128,6 +134,10 @@ void register_quantize(CLI::App& app) {
         if (!a->tensor_type_file.empty())
             for (auto& ov : read_tensor_type_file(a->tensor_type_file)) o.overrides.push_back(std::move(ov));
         o.progress = !a->json;
+        if (!o.calibrate_path.empty() && !o.imatrix_path.empty())
+            fail("quantize: --calibrate gathers its own statistics; it cannot be combined with --imatrix");
+        if (!o.calibrate_path.empty() && o.llama_exact)
+            fail("quantize: --llama-exact writes llama.cpp's bytes; it cannot be combined with --calibrate");
 
         QuantizeResult r = quantize_model(o);
         const QuantizePlan& p = r.plan;

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -141,6 +142,22 @@ struct Transformer::Impl {
     Weight weight(const std::string& name, int64_t cols, int64_t rows) const;
     std::vector<float> vector_tensor(const std::string& name, int64_t n, bool required) const;
 
+    bool output_tied = false;                    // output is token_embd (no output.weight)
+    std::map<std::string, Weight, std::less<>> originals;  // mapped weights replaced by override_weight
+
+    const Layer& layer(int64_t il) const {
+        if (il < 0 || il >= hp.n_layer) bad(fmt::format("layer {} is outside 0..{}", il, hp.n_layer - 1));
+        return layers[static_cast<size_t>(il)];
+    }
+    const Weight* find_weight(std::string_view name) const;
+    Weight* find_weight(std::string_view name) {
+        return const_cast<Weight*>(static_cast<const Impl*>(this)->find_weight(name));
+    }
+    void norm_rows(const float* in, const std::vector<float>& weight, int64_t T, float* out) const;
+    void norm_heads(float* rows, int64_t T, int64_t n_heads, int64_t row_len, const std::vector<float>& weight) const;
+    void rope_angles(int64_t T, std::vector<float>& cos_t, std::vector<float>& sin_t) const;
+    void rope(float* rows, int64_t T, int64_t n_heads, int64_t row_len, const std::vector<float>& cos_t,
+              const std::vector<float>& sin_t) const;
     void matmul(const Weight& w, const float* x, int64_t n_tokens, float* y, const std::vector<float>& bias,
                 const ActivationObserver* observer) const;
     void attention(const float* q, const float* k, const float* v, int64_t T, float* out) const;
@@ -268,7 +285,8 @@ void Transformer::Impl::load() {
     hp.n_vocab = te->shape[1];
     token_embd = weight("token_embd.weight", hp.n_embd, hp.n_vocab);
     output_norm = vector_tensor("output_norm.weight", hp.n_embd, true);
-    output = file.find_tensor("output.weight") ? weight("output.weight", hp.n_embd, hp.n_vocab) : token_embd;
+    output_tied = !file.find_tensor("output.weight");
+    output = output_tied ? token_embd : weight("output.weight", hp.n_embd, hp.n_vocab);
     if (file.find_tensor("rope_freqs.weight")) {
         rope_factors = vector_tensor("rope_freqs.weight", n_rot / 2, true);
         for (float f : rope_factors)
@@ -429,6 +447,62 @@ void Transformer::Impl::check_finite(const float* x, int64_t n_rows, int64_t row
                 bad(fmt::format("non-finite values (NaN or Inf) first appear in {} (token position {})", where, r));
 }
 
+void Transformer::Impl::norm_rows(const float* in, const std::vector<float>& weight, int64_t T, float* out) const {
+    const int64_t E = hp.n_embd;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; ++t) rms_norm_row(in + t * E, weight.data(), E, hp.rms_eps, out + t * E);
+}
+
+void Transformer::Impl::norm_heads(float* rows, int64_t T, int64_t n_heads, int64_t row_len,
+                                   const std::vector<float>& weight) const {
+    const int64_t hd = hp.head_dim;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; ++t)
+        for (int64_t h = 0; h < n_heads; ++h) {
+            float* r = rows + t * row_len + h * hd;
+            rms_norm_row(r, weight.data(), hd, hp.rms_eps, r);
+        }
+}
+
+// RoPE angles per position, as ggml_rope_cache_init computes them (float running product).
+void Transformer::Impl::rope_angles(int64_t T, std::vector<float>& cos_t, std::vector<float>& sin_t) const {
+    const int64_t half = n_rot / 2;
+    cos_t.assign(static_cast<size_t>(T * half), 0.0f);
+    sin_t.assign(static_cast<size_t>(T * half), 0.0f);
+    const float theta_scale = std::pow(hp.rope_theta, -2.0f / static_cast<float>(n_rot));
+    for (int64_t t = 0; t < T; ++t) {
+        float theta = static_cast<float>(t);
+        for (int64_t i = 0; i < half; ++i) {
+            const float ff = rope_factors.empty() ? 1.0f : rope_factors[static_cast<size_t>(i)];
+            const float angle = freq_scale * (theta / ff);
+            cos_t[static_cast<size_t>(t * half + i)] = std::cos(angle);
+            sin_t[static_cast<size_t>(t * half + i)] = std::sin(angle);
+            theta *= theta_scale;
+        }
+    }
+}
+
+void Transformer::Impl::rope(float* rows, int64_t T, int64_t n_heads, int64_t row_len, const std::vector<float>& cos_t,
+                             const std::vector<float>& sin_t) const {
+    const int64_t half = n_rot / 2, hd = hp.head_dim;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+        const float* c = cos_t.data() + t * half;
+        const float* s = sin_t.data() + t * half;
+        for (int64_t h = 0; h < n_heads; ++h) {
+            float* r = rows + t * row_len + h * hd;
+            for (int64_t i = 0; i < half; ++i) {
+                // normal: (r[2i], r[2i+1]); neox: (r[i], r[i + n_rot/2])
+                float* a = rope_style == RopeStyle::Normal ? r + 2 * i : r + i;
+                float* b = rope_style == RopeStyle::Normal ? r + 2 * i + 1 : r + i + half;
+                const float x0 = *a, x1 = *b;
+                *a = x0 * c[i] - x1 * s[i];
+                *b = x0 * s[i] + x1 * c[i];
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward pass
 
@@ -456,107 +530,157 @@ void Transformer::forward_from(std::span<const int32_t> tokens, size_t first_out
         m.bad(fmt::format("forward: logits hold {} floats, {} output positions x {} vocabulary need {}", logits.size(), n_out,
                           hp.n_vocab, n_out * hp.n_vocab));
     if (T == 0) return;
-    for (int64_t t = 0; t < T; ++t)
-        if (tokens[static_cast<size_t>(t)] < 0 || tokens[static_cast<size_t>(t)] >= hp.n_vocab)
-            m.bad(fmt::format("forward: token id {} at position {} is outside the vocabulary of {}", tokens[static_cast<size_t>(t)],
-                              t, hp.n_vocab));
-
-    const int64_t E = hp.n_embd, hd = hp.head_dim, H = hp.n_head, Hkv = hp.n_head_kv, F = hp.n_ff;
-    const int64_t q_dim = H * hd, kv_dim = Hkv * hd;
-    auto buffer = [](int64_t n) { return std::vector<float>(static_cast<size_t>(n)); };
-    std::vector<float> x = buffer(T * E), xn = buffer(T * E), tmp = buffer(T * E);
-    std::vector<float> q = buffer(T * q_dim), k = buffer(T * kv_dim), v = buffer(T * kv_dim + gemm::kPanelCols);
-    std::vector<float> att = buffer(T * q_dim), gate = buffer(T * F), up = buffer(T * F);
-
-    for (int64_t t = 0; t < T; ++t)
-        m.token_embd.dequantize(m.token_embd.data + static_cast<uint64_t>(tokens[static_cast<size_t>(t)]) * m.token_embd.row_bytes,
-                                x.data() + t * E, E);
-
-    // RoPE angles per position, as ggml_rope_cache_init computes them (float running product).
-    const int64_t half = m.n_rot / 2;
-    std::vector<float> cos_t = buffer(T * half), sin_t = buffer(T * half);
-    {
-        const float theta_scale = std::pow(hp.rope_theta, -2.0f / static_cast<float>(m.n_rot));
-        for (int64_t t = 0; t < T; ++t) {
-            float theta = static_cast<float>(t);
-            for (int64_t i = 0; i < half; ++i) {
-                const float ff = m.rope_factors.empty() ? 1.0f : m.rope_factors[static_cast<size_t>(i)];
-                const float angle = m.freq_scale * (theta / ff);
-                cos_t[static_cast<size_t>(t * half + i)] = std::cos(angle);
-                sin_t[static_cast<size_t>(t * half + i)] = std::sin(angle);
-                theta *= theta_scale;
-            }
-        }
-    }
-    auto rope = [&](float* rows, int64_t n_heads, int64_t row_len) {
-#pragma omp parallel for schedule(static)
-        for (int64_t t = 0; t < T; ++t) {
-            const float* c = cos_t.data() + t * half;
-            const float* s = sin_t.data() + t * half;
-            for (int64_t h = 0; h < n_heads; ++h) {
-                float* r = rows + t * row_len + h * hd;
-                for (int64_t i = 0; i < half; ++i) {
-                    // normal: (r[2i], r[2i+1]); neox: (r[i], r[i + n_rot/2])
-                    float* a = m.rope_style == RopeStyle::Normal ? r + 2 * i : r + i;
-                    float* b = m.rope_style == RopeStyle::Normal ? r + 2 * i + 1 : r + i + half;
-                    const float x0 = *a, x1 = *b;
-                    *a = x0 * c[i] - x1 * s[i];
-                    *b = x0 * s[i] + x1 * c[i];
-                }
-            }
-        }
-    };
-    auto norm_rows = [&](const float* in, const std::vector<float>& weight, float* out) {
-#pragma omp parallel for schedule(static)
-        for (int64_t t = 0; t < T; ++t) rms_norm_row(in + t * E, weight.data(), E, hp.rms_eps, out + t * E);
-    };
-    auto norm_heads = [&](float* rows, int64_t n_heads, int64_t row_len, const std::vector<float>& weight) {
-#pragma omp parallel for schedule(static)
-        for (int64_t t = 0; t < T; ++t)
-            for (int64_t h = 0; h < n_heads; ++h) {
-                float* r = rows + t * row_len + h * hd;
-                rms_norm_row(r, weight.data(), hd, hp.rms_eps, r);
-            }
-    };
-    const std::vector<float> no_bias;
-
+    const int64_t E = hp.n_embd;
+    std::vector<float> x(static_cast<size_t>(T * E)), xn(static_cast<size_t>(T * E));
+    std::vector<float> att(static_cast<size_t>(T * hp.n_head * hp.head_dim)), h(static_cast<size_t>(T * hp.n_ff));
+    embed(tokens, x.data());
     for (int64_t il = 0; il < hp.n_layer; ++il) {
-        const Layer& L = m.layers[static_cast<size_t>(il)];
-        norm_rows(x.data(), L.attn_norm, xn.data());
-        m.matmul(L.wq, xn.data(), T, q.data(), L.bq, observer);
-        m.matmul(L.wk, xn.data(), T, k.data(), L.bk, observer);
-        m.matmul(L.wv, xn.data(), T, v.data(), L.bv, observer);
-        if (!L.q_norm.empty()) {
-            norm_heads(q.data(), H, q_dim, L.q_norm);
-            norm_heads(k.data(), Hkv, kv_dim, L.k_norm);
-        }
-        rope(q.data(), H, q_dim);
-        rope(k.data(), Hkv, kv_dim);
-        // llama.cpp keeps K (after RoPE) and V in an F16 cache by default; rounding them the same
-        // way halves the divergence from its logits (quantized activations amplify tiny differences).
-        gemm::round_through_f16(k.data(), k.data(), T * kv_dim);
-        gemm::round_through_f16(v.data(), v.data(), T * kv_dim);
-        m.attention(q.data(), k.data(), v.data(), T, att.data());
-        m.matmul(L.wo, att.data(), T, tmp.data(), L.bo, observer);
-        for (int64_t i = 0; i < T * E; ++i) x[static_cast<size_t>(i)] += tmp[static_cast<size_t>(i)];
-
-        norm_rows(x.data(), L.ffn_norm, xn.data());
-        m.matmul(L.w_gate, xn.data(), T, gate.data(), L.b_gate, observer);
-        m.matmul(L.w_up, xn.data(), T, up.data(), L.b_up, observer);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < T * F; ++i) {
-            const float g = gate[static_cast<size_t>(i)];
-            gate[static_cast<size_t>(i)] = g / (1.0f + std::exp(-g)) * up[static_cast<size_t>(i)];
-        }
-        m.matmul(L.w_down, gate.data(), T, tmp.data(), L.b_down, observer);
-        for (int64_t i = 0; i < T * E; ++i) x[static_cast<size_t>(i)] += tmp[static_cast<size_t>(i)];
-        m.check_finite(x.data(), T, E, fmt::format("layer {} (output of blk.{})", il, il));
+        attention_input(il, x.data(), T, xn.data());
+        attention(il, xn.data(), T, att.data(), observer);
+        attention_output(il, att.data(), T, x.data(), observer);
+        ffn_input(il, x.data(), T, xn.data());
+        ffn_hidden(il, xn.data(), T, h.data(), observer);
+        ffn_output(il, h.data(), T, x.data(), observer);
     }
     if (n_out == 0) return;
+    output_input(x.data() + first * E, n_out, xn.data());
+    output_logits(xn.data(), n_out, logits.data(), observer);
+}
+
+void Transformer::embed(std::span<const int32_t> tokens, float* x) const {
+    const Impl& m = *impl_;
+    const int64_t E = m.hp.n_embd;
+    for (size_t t = 0; t < tokens.size(); ++t) {
+        const int32_t id = tokens[t];
+        if (id < 0 || id >= m.hp.n_vocab)
+            m.bad(fmt::format("forward: token id {} at position {} is outside the vocabulary of {}", id, t, m.hp.n_vocab));
+        m.token_embd.dequantize(m.token_embd.data + static_cast<uint64_t>(id) * m.token_embd.row_bytes,
+                                x + static_cast<int64_t>(t) * E, E);
+    }
+}
+
+void Transformer::attention_input(int64_t layer, const float* x, int64_t T, float* xn) const {
+    const Impl& m = *impl_;
+    m.norm_rows(x, m.layer(layer).attn_norm, T, xn);
+}
+
+void Transformer::ffn_input(int64_t layer, const float* x, int64_t T, float* xn) const {
+    const Impl& m = *impl_;
+    m.norm_rows(x, m.layer(layer).ffn_norm, T, xn);
+}
+
+void Transformer::output_input(const float* x, int64_t T, float* xn) const {
+    const Impl& m = *impl_;
+    m.norm_rows(x, m.output_norm, T, xn);
+}
+
+void Transformer::attention(int64_t layer, const float* xn, int64_t T, float* att, const ActivationObserver* observer) const {
+    const Impl& m = *impl_;
+    const ModelHparams& hp = m.hp;
+    const Layer& L = m.layer(layer);
+    const int64_t hd = hp.head_dim, H = hp.n_head, Hkv = hp.n_head_kv;
+    const int64_t q_dim = H * hd, kv_dim = Hkv * hd;
+    std::vector<float> q(static_cast<size_t>(T * q_dim)), k(static_cast<size_t>(T * kv_dim)),
+        v(static_cast<size_t>(T * kv_dim + gemm::kPanelCols));
+    m.matmul(L.wq, xn, T, q.data(), L.bq, observer);
+    m.matmul(L.wk, xn, T, k.data(), L.bk, observer);
+    m.matmul(L.wv, xn, T, v.data(), L.bv, observer);
+    if (!L.q_norm.empty()) {
+        m.norm_heads(q.data(), T, H, q_dim, L.q_norm);
+        m.norm_heads(k.data(), T, Hkv, kv_dim, L.k_norm);
+    }
+    std::vector<float> cos_t, sin_t;
+    m.rope_angles(T, cos_t, sin_t);
+    m.rope(q.data(), T, H, q_dim, cos_t, sin_t);
+    m.rope(k.data(), T, Hkv, kv_dim, cos_t, sin_t);
+    // llama.cpp keeps K (after RoPE) and V in an F16 cache by default; rounding them the same
+    // way halves the divergence from its logits (quantized activations amplify tiny differences).
+    gemm::round_through_f16(k.data(), k.data(), T * kv_dim);
+    gemm::round_through_f16(v.data(), v.data(), T * kv_dim);
+    m.attention(q.data(), k.data(), v.data(), T, att);
+}
+
+void Transformer::attention_output(int64_t layer, const float* att, int64_t T, float* x,
+                                   const ActivationObserver* observer) const {
+    const Impl& m = *impl_;
+    const Layer& L = m.layer(layer);
+    const int64_t E = m.hp.n_embd;
+    std::vector<float> tmp(static_cast<size_t>(T * E));
+    m.matmul(L.wo, att, T, tmp.data(), L.bo, observer);
+    for (int64_t i = 0; i < T * E; ++i) x[i] += tmp[static_cast<size_t>(i)];
+}
+
+void Transformer::ffn_hidden(int64_t layer, const float* xn, int64_t T, float* h, const ActivationObserver* observer) const {
+    const Impl& m = *impl_;
+    const Layer& L = m.layer(layer);
+    const int64_t F = m.hp.n_ff;
+    std::vector<float> up(static_cast<size_t>(T * F));
+    m.matmul(L.w_gate, xn, T, h, L.b_gate, observer);
+    m.matmul(L.w_up, xn, T, up.data(), L.b_up, observer);
 #pragma omp parallel for schedule(static)
-    for (int64_t t = first; t < T; ++t) rms_norm_row(x.data() + t * E, m.output_norm.data(), E, hp.rms_eps, xn.data() + t * E);
-    m.matmul(m.output, xn.data() + first * E, n_out, logits.data(), no_bias, observer);
-    m.check_finite(logits.data(), n_out, hp.n_vocab, "the output logits");
+    for (int64_t i = 0; i < T * F; ++i) {
+        const float g = h[i];
+        h[i] = g / (1.0f + std::exp(-g)) * up[static_cast<size_t>(i)];
+    }
+}
+
+void Transformer::ffn_output(int64_t layer, const float* h, int64_t T, float* x, const ActivationObserver* observer) const {
+    const Impl& m = *impl_;
+    const Layer& L = m.layer(layer);
+    const int64_t E = m.hp.n_embd;
+    std::vector<float> tmp(static_cast<size_t>(T * E));
+    m.matmul(L.w_down, h, T, tmp.data(), L.b_down, observer);
+    for (int64_t i = 0; i < T * E; ++i) x[i] += tmp[static_cast<size_t>(i)];
+    m.check_finite(x, T, E, fmt::format("layer {} (output of blk.{})", layer, layer));
+}
+
+void Transformer::output_logits(const float* xn, int64_t T, float* logits, const ActivationObserver* observer) const {
+    const Impl& m = *impl_;
+    static const std::vector<float> no_bias;
+    m.matmul(m.output, xn, T, logits, no_bias, observer);
+    m.check_finite(logits, T, m.hp.n_vocab, "the output logits");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight overrides
+
+const Weight* Transformer::Impl::find_weight(std::string_view name) const {
+    if (name == token_embd.name) return &token_embd;
+    if (name == output.name) return &output;
+    for (const Layer& L : layers)
+        for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+            if (w->name == name) return w;
+    return nullptr;
+}
+
+void Transformer::override_weight(std::string_view name, GgmlType type, std::span<const std::byte> data) {
+    Impl& m = *impl_;
+    Weight* w = m.find_weight(name);
+    if (!w) m.bad(fmt::format("override: no weight product named '{}'", name));
+    const TypeTraits& tr = traits(type);
+    if (!tr.dequantize) m.bad(fmt::format("override: '{}' cannot be evaluated in type {}", name, tr.name));
+    const auto rb = row_bytes(type, w->cols);
+    if (!rb || *rb * static_cast<uint64_t>(w->rows) != data.size())
+        m.bad(fmt::format("override: {} bytes of {} do not hold '{}' ({} x {})", data.size(), tr.name, name, w->rows, w->cols));
+    if (!m.originals.contains(w->name)) m.originals.emplace(w->name, *w);
+    w->type = type;
+    w->data = data.data();
+    w->row_bytes = *rb;
+    w->dequantize = tr.dequantize;
+    if (m.output_tied && w == &m.token_embd) m.output = m.token_embd;
+}
+
+void Transformer::clear_overrides() {
+    Impl& m = *impl_;
+    for (auto& [name, original] : m.originals) *m.find_weight(name) = original;
+    m.originals.clear();
+    if (m.output_tied) m.output = m.token_embd;
+}
+
+std::optional<std::pair<int64_t, int64_t>> Transformer::weight_shape(std::string_view name) const {
+    const Weight* w = impl_->find_weight(name);
+    if (!w) return std::nullopt;
+    return std::pair<int64_t, int64_t>{w->cols, w->rows};
 }
 
 }  // namespace qf

@@ -4,10 +4,13 @@
 // Used by `qforge eval` (perplexity, KL divergence) and `qforge imatrix`.
 #pragma once
 #include "gguf/gguf_reader.h"
+#include "quant/types.h"
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <span>
 #include <string>
 #include <string_view>
@@ -59,6 +62,33 @@ public:
     // perplexity tool asks for those rows only, too).
     void forward_from(std::span<const int32_t> tokens, size_t first_output, std::span<float> logits,
                       const ActivationObserver* observer = nullptr) const;
+
+    // The stages forward() runs, in its order, for callers that do work between them (sequential
+    // calibration runs each stage over all its text before the next). x, xn: T x n_embd rows of
+    // one causal sequence starting at position 0; each stage rounds activations as forward() does.
+    void embed(std::span<const int32_t> tokens, float* x) const;                       // token rows
+    void attention_input(int64_t layer, const float* x, int64_t T, float* xn) const;  // RMSNorm
+    // q/k/v products (+ biases, q/k norms), RoPE, f16 K/V, causal attention: att is T x (n_head*head_dim).
+    void attention(int64_t layer, const float* xn, int64_t T, float* att, const ActivationObserver* observer) const;
+    void attention_output(int64_t layer, const float* att, int64_t T, float* x,
+                          const ActivationObserver* observer) const;  // x += W_o att
+    void ffn_input(int64_t layer, const float* x, int64_t T, float* xn) const;  // RMSNorm
+    // h = silu(W_gate xn) * (W_up xn): T x n_ff.
+    void ffn_hidden(int64_t layer, const float* xn, int64_t T, float* h, const ActivationObserver* observer) const;
+    // x += W_down h; throws naming the layer when x holds a NaN or Inf afterwards.
+    void ffn_output(int64_t layer, const float* h, int64_t T, float* x, const ActivationObserver* observer) const;
+    void output_input(const float* x, int64_t T, float* xn) const;  // final RMSNorm
+    // logits = W_out xn (T x n_vocab); throws when a logit is not finite.
+    void output_logits(const float* xn, int64_t T, float* logits, const ActivationObserver* observer) const;
+
+    // Multiplies by `data` (a whole matrix of `type`, rows as the file stores them) instead of
+    // the mapped weight `name` until cleared: calibration swaps in each matrix as it quantizes
+    // it. The bytes must outlive the override. Throws for an unknown name, a type that cannot be
+    // evaluated or a size that does not match the shape. A tied output follows token_embd.
+    void override_weight(std::string_view name, GgmlType type, std::span<const std::byte> data);
+    void clear_overrides();
+    // The row length (ne[0]) and row count of a weight product's matrix; nullopt for other names.
+    std::optional<std::pair<int64_t, int64_t>> weight_shape(std::string_view name) const;
 
 private:
     struct Impl;

@@ -12,6 +12,7 @@
 #include "pipeline/row_convert.h"
 
 #include <chrono>
+#include <unistd.h>
 #include <filesystem>
 
 namespace qf {
@@ -92,6 +93,25 @@ ConvertResult convert_hf_to_gguf(const ConvertOptions& options) {
     result.n_params = n_params;
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return result;
+}
+
+TemporaryF32Gguf::TemporaryF32Gguf(const std::string& hf_dir, int threads, std::string_view purpose) {
+    dir_ = std::filesystem::temp_directory_path() / fmt::format("qforge-{}-{}", purpose, ::getpid());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    ConvertOptions o;
+    o.input_dir = hf_dir;
+    o.output = (dir_ / "model-f32.gguf").string();
+    o.outtype = GgmlType::F32;
+    o.overwrite = true;
+    o.threads = threads;
+    o.progress = false;
+    path_ = convert_hf_to_gguf(o).output;
+}
+
+TemporaryF32Gguf::~TemporaryF32Gguf() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
 }
 
 }  // namespace qf

@@ -4,6 +4,7 @@
 #include "common/output_file.h"
 #include "common/progress.h"
 #include "gguf/gguf_writer.h"
+#include "pipeline/calibrate.h"
 #include "pipeline/convert.h"
 #include "pipeline/imatrix_file.h"
 #include "pipeline/row_convert.h"
@@ -159,7 +160,10 @@ QuantizePlan plan_quantize(const QuantizeOptions& options, const TensorSource& s
 
     RecipeOptions ro;
     ro.ftype = options.ftype;
-    ro.has_imatrix = imatrix != nullptr && !imatrix->entries.empty();
+    // A calibrated run has importance for every weight product, so it takes llama.cpp's
+    // with-imatrix rules (the same types and sizes as llama-quantize given an imatrix).
+    const bool calibrated = !options.calibrate_path.empty();
+    ro.has_imatrix = (imatrix != nullptr && !imatrix->entries.empty()) || calibrated;
     ro.output_tensor_type = options.output_tensor_type;
     ro.token_embedding_type = options.token_embedding_type;
     ro.overrides = options.overrides;
@@ -220,7 +224,8 @@ QuantizePlan plan_quantize(const QuantizeOptions& options, const TensorSource& s
                 // entry means the file belongs to another model (llama-quantize would go on silently).
                 fail("{}: imatrix has no entry for tensor '{}' (an imatrix of another model?)", imatrix->path, t.name);
             }
-            if (!tp.uses_imatrix && tensor_requires_imatrix(t.name, d.type, options.ftype))
+            if (!tp.uses_imatrix && !(calibrated && t.name.starts_with("blk.")) &&
+                tensor_requires_imatrix(t.name, d.type, options.ftype))
                 fail("{}: tensor '{}' gets {} in {}, which needs an importance matrix: pass --imatrix FILE", source.path(),
                      t.name, type_name(d.type), ft.name);
         }
@@ -237,7 +242,7 @@ QuantizePlan plan_quantize(const QuantizeOptions& options, const TensorSource& s
     reset_at_end(plan.metadata, "general.quantization_version", GgufValue::u32(2));
     reset_at_end(plan.metadata, "general.file_type", GgufValue::u32(static_cast<uint32_t>(options.ftype)));
     for (const char* key : {"split.no", "split.count", "split.tensors.count"}) plan.metadata.erase(key);
-    if (ro.has_imatrix) {
+    if (imatrix && !imatrix->entries.empty()) {
         reset_at_end(plan.metadata, "quantize.imatrix.file", GgufValue::string(truncate127(options.imatrix_path)));
         if (!imatrix->datasets.empty())
             reset_at_end(plan.metadata, "quantize.imatrix.dataset", GgufValue::string(truncate127(imatrix->datasets[0])));
@@ -275,6 +280,9 @@ QuantizeResult quantize_model(const QuantizeOptions& options) {
         return result;
     }
 
+    CalibratedWeights calibrated;
+    if (!options.calibrate_path.empty()) calibrated = calibrate_weights(options, plan, source);
+
     std::vector<GgufTensorPlan> layout;
     layout.reserve(plan.tensors.size());
     for (const auto& t : plan.tensors) layout.push_back({t.name, t.shape, t.type});
@@ -292,6 +300,12 @@ QuantizeResult quantize_model(const QuantizeOptions& options) {
     };
     for (const auto& t : plan.tensors) {
         if (options.progress) progress.set_item(t.name);
+        if (const auto c = calibrated.bytes.find(t.name); c != calibrated.bytes.end()) {
+            sink(c->second);
+            source.release(t.source_index);
+            on_progress(static_cast<uint64_t>(t.shape.at(0) * t.shape.at(1)));
+            continue;
+        }
         if (t.copy) {
             sink(source.raw_bytes(t.source_index));
             source.release(t.source_index);

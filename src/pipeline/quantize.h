@@ -41,6 +41,13 @@ struct QuantizeOptions {
     // The wider (slower) per-block search instead of the default polish of llama.cpp's
     // encoding (lower error again, several times slower). F32/F16/BF16: no change.
     bool thorough = false;
+    // Calibrated quantization (pipeline/calibrate.h): a text whose statistics drive error
+    // feedback in every weight product; empty: none. Chunks of calib_ctx tokens, at most
+    // calib_chunks of them (0: all); calib_damp: GPTQ's relative dampening of H.
+    std::string calibrate_path;
+    int64_t calib_ctx = 512;
+    int64_t calib_chunks = 0;
+    double calib_damp = 0.01;
     bool overwrite = false;
     int threads = 0;         // 0: all cores
     bool progress = true;    // bar on a terminal only

@@ -262,4 +262,9 @@ void quantize_row_iq4_xs_llama(const float* src, void* dst, int64_t n, const flo
     quantize_row_llama<Iq4Xs>(src, dst, n, importance);
 }
 
+void set_codes_iq4_nl(void* block, const uint8_t* codes) { pack_nibbles32(static_cast<uint8_t*>(block) + 2, codes); }
+void set_codes_iq4_xs(void* block, const uint8_t* codes) {
+    for (int ib = 0; ib < 8; ++ib) pack_nibbles32(static_cast<uint8_t*>(block) + 8 + 16 * ib, codes + 32 * ib);
+}
+
 }  // namespace qf

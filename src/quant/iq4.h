@@ -9,6 +9,7 @@
 //   of scales_h) << 4, and uses qs[16ib .. 16ib+15] with element 32ib+j in the low nibble and
 //   32ib+16+j in the high nibble. y = (d * (ls - 32)) * table[q].
 #pragma once
+#include <array>
 #include <cstdint>
 
 namespace qf {
@@ -30,5 +31,14 @@ void quantize_row_iq4_xs_llama(const float* src, void* dst, int64_t n, const flo
 // The wide search (many scale candidates per block, best of it and llama.cpp's encoding):
 // slower than quantize_row_iq4_xs, a little lower error.
 void quantize_row_iq4_xs_thorough(const float* src, void* dst, int64_t n, const float* importance);
+
+// Error feedback: store codes 0..15 (indices into kIq4nlValues) into an encoded block, scales kept.
+void set_codes_iq4_nl(void* block, const uint8_t* codes);
+void set_codes_iq4_xs(void* block, const uint8_t* codes);
+inline constexpr auto kCodeValues_iq4 = [] {
+    std::array<float, 16> v{};
+    for (int k = 0; k < 16; ++k) v[k] = static_cast<float>(kIq4nlValues[k]);
+    return v;
+}();
 
 }  // namespace qf

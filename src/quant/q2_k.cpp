@@ -184,4 +184,6 @@ void quantize_row_q2_K_llama(const float* src, void* dst, int64_t n, const float
     kquant::llama_rows(src, static_cast<BlockQ2K*>(dst), n, importance, llama_groups, llama_finish_block);
 }
 
+void set_codes_q2_K(void* block, const uint8_t* codes) { pack_quants(codes, *static_cast<BlockQ2K*>(block)); }
+
 }  // namespace qf

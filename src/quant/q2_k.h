@@ -5,6 +5,7 @@
 //   @82  dmin  fp16 super-scale of the mins
 // Sixteen sub-blocks of 16 values: y = (d*sc_j)*q - dmin*m_j with q in [0, 3].
 #pragma once
+#include <array>
 #include <cstdint>
 
 namespace qf {
@@ -25,5 +26,13 @@ void quantize_row_q2_K(const float* src, void* dst, int64_t n, const float* impo
 // The wider (slower) search kept against llama.cpp's per block: `qforge quantize --thorough`.
 void quantize_row_q2_K_thorough(const float* src, void* dst, int64_t n, const float* importance);
 void quantize_row_q2_K_llama(const float* src, void* dst, int64_t n, const float* importance);
+
+// Error feedback: store codes 0..3 (value +0 .. +3) into an encoded block, scales kept.
+void set_codes_q2_K(void* block, const uint8_t* codes);
+inline constexpr auto kCodeValues_q2_K = [] {
+    std::array<float, 4> v{};
+    for (int k = 0; k < 4; ++k) v[k] = static_cast<float>(k + (0));
+    return v;
+}();
 
 }  // namespace qf

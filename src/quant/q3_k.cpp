@@ -192,4 +192,6 @@ void quantize_row_q3_K_llama(const float* src, void* dst, int64_t n, const float
     kquant::llama_rows(src, static_cast<BlockQ3K*>(dst), n, importance, llama_groups, llama_finish_block);
 }
 
+void set_codes_q3_K(void* block, const uint8_t* codes) { pack_quants(codes, *static_cast<BlockQ3K*>(block)); }
+
 }  // namespace qf

@@ -5,6 +5,7 @@
 //   @108 d     fp16 super-scale
 // Sixteen sub-blocks of 16 values: y = (d*sc_j)*q with sc_j in [-32, 31] and q in [-4, 3].
 #pragma once
+#include <array>
 #include <cstdint>
 
 namespace qf {
@@ -25,5 +26,13 @@ void quantize_row_q3_K(const float* src, void* dst, int64_t n, const float* impo
 // The wider (slower) search kept against llama.cpp's per block: `qforge quantize --thorough`.
 void quantize_row_q3_K_thorough(const float* src, void* dst, int64_t n, const float* importance);
 void quantize_row_q3_K_llama(const float* src, void* dst, int64_t n, const float* importance);
+
+// Error feedback: store codes 0..7 (value -4 .. +3) into an encoded block, scales kept.
+void set_codes_q3_K(void* block, const uint8_t* codes);
+inline constexpr auto kCodeValues_q3_K = [] {
+    std::array<float, 8> v{};
+    for (int k = 0; k < 8; ++k) v[k] = static_cast<float>(k + (-4));
+    return v;
+}();
 
 }  // namespace qf

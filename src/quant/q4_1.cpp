@@ -62,4 +62,9 @@ void quantize_row_q4_1_llama(const float* src, void* dst, int64_t n, const float
     quantize_row_llama<Q4_1>(src, dst, n, importance);
 }
 
+void set_codes_q4_1(void* block, const uint8_t* codes) {
+    auto* b = static_cast<uint8_t*>(block);
+    for (int j = 0; j < 16; ++j) b[4 + j] = static_cast<uint8_t>(codes[j] | (codes[j + 16] << 4));
+}
+
 }  // namespace qf

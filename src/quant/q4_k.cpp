@@ -72,4 +72,6 @@ void quantize_row_q4_K_llama(const float* src, void* dst, int64_t n, const float
                                   dequantize_block);
 }
 
+void set_codes_q4_K(void* block, const uint8_t* codes) { pack_quants(codes, *static_cast<BlockQ4K*>(block)); }
+
 }  // namespace qf

@@ -5,6 +5,7 @@
 //   @16  qs[128]     4-bit quants; byte 32c+l: low nibble = value 64c+l, high nibble = value 64c+32+l
 // Eight sub-blocks of 32 values: y = (d*sc_j)*q - dmin*m_j with q in [0, 15].
 #pragma once
+#include <array>
 #include <cstdint>
 
 namespace qf {
@@ -25,5 +26,13 @@ void quantize_row_q4_K(const float* src, void* dst, int64_t n, const float* impo
 // The wider (slower) search kept against llama.cpp's per block: `qforge quantize --thorough`.
 void quantize_row_q4_K_thorough(const float* src, void* dst, int64_t n, const float* importance);
 void quantize_row_q4_K_llama(const float* src, void* dst, int64_t n, const float* importance);
+
+// Error feedback: store codes 0..15 (value +0 .. +15) into an encoded block, scales kept.
+void set_codes_q4_K(void* block, const uint8_t* codes);
+inline constexpr auto kCodeValues_q4_K = [] {
+    std::array<float, 16> v{};
+    for (int k = 0; k < 16; ++k) v[k] = static_cast<float>(k + (0));
+    return v;
+}();
 
 }  // namespace qf

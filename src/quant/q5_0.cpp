@@ -65,4 +65,12 @@ void quantize_row_q5_0_llama(const float* src, void* dst, int64_t n, const float
     quantize_row_llama<Q5_0>(src, dst, n, importance);
 }
 
+void set_codes_q5_0(void* block, const uint8_t* codes) {
+    auto* b = static_cast<uint8_t*>(block);
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; ++j) qh |= static_cast<uint32_t>((codes[j] >> 4) & 1u) << j;
+    quant::store_u32(b + 2, qh);
+    for (int j = 0; j < 16; ++j) b[6 + j] = static_cast<uint8_t>((codes[j] & 0x0F) | ((codes[j + 16] & 0x0F) << 4));
+}
+
 }  // namespace qf

@@ -3,6 +3,7 @@
 // byte j holds the low four bits of element j (low nibble) and of element j+16 (high nibble).
 // Decoding: y = (q - 16) * d.
 #pragma once
+#include <array>
 #include <cstdint>
 
 namespace qf {
@@ -15,5 +16,13 @@ void quantize_row_q5_0_llama(const float* src, void* dst, int64_t n, const float
 // The wide search (many scale candidates per block, best of it and llama.cpp's encoding):
 // slower than quantize_row_q5_0, a little lower error.
 void quantize_row_q5_0_thorough(const float* src, void* dst, int64_t n, const float* importance);
+
+// Error feedback: store codes 0..31 (value -16 .. +15) into an encoded block, scales kept.
+void set_codes_q5_0(void* block, const uint8_t* codes);
+inline constexpr auto kCodeValues_q5_0 = [] {
+    std::array<float, 32> v{};
+    for (int k = 0; k < 32; ++k) v[k] = static_cast<float>(k + (-16));
+    return v;
+}();
 
 }  // namespace qf

@@ -3,6 +3,7 @@
 // qs[16] at 8: byte j holds the low four bits of element j (low nibble) and of element j+16
 // (high nibble). Decoding: y = q * d + m.
 #pragma once
+#include <array>
 #include <cstdint>
 
 namespace qf {
@@ -15,5 +16,13 @@ void quantize_row_q5_1_llama(const float* src, void* dst, int64_t n, const float
 // The wide search (many scale candidates per block, best of it and llama.cpp's encoding):
 // slower than quantize_row_q5_1, a little lower error.
 void quantize_row_q5_1_thorough(const float* src, void* dst, int64_t n, const float* importance);
+
+// Error feedback: store codes 0..31 (value +0 .. +31) into an encoded block, scales kept.
+void set_codes_q5_1(void* block, const uint8_t* codes);
+inline constexpr auto kCodeValues_q5_1 = [] {
+    std::array<float, 32> v{};
+    for (int k = 0; k < 32; ++k) v[k] = static_cast<float>(k + (0));
+    return v;
+}();
 
 }  // namespace qf

@@ -80,4 +80,6 @@ void quantize_row_q5_K_llama(const float* src, void* dst, int64_t n, const float
                                   dequantize_block);
 }
 
+void set_codes_q5_K(void* block, const uint8_t* codes) { pack_quants(codes, *static_cast<BlockQ5K*>(block)); }
+
 }  // namespace qf

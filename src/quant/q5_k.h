@@ -6,6 +6,7 @@
 //   @48  qs[128]     low 4 bits, nibble order as Q4_K
 // Eight sub-blocks of 32 values: y = (d*sc_j)*q - dmin*m_j with q in [0, 31].
 #pragma once
+#include <array>
 #include <cstdint>
 
 namespace qf {
@@ -27,5 +28,13 @@ void quantize_row_q5_K(const float* src, void* dst, int64_t n, const float* impo
 // The wider (slower) search kept against llama.cpp's per block: `qforge quantize --thorough`.
 void quantize_row_q5_K_thorough(const float* src, void* dst, int64_t n, const float* importance);
 void quantize_row_q5_K_llama(const float* src, void* dst, int64_t n, const float* importance);
+
+// Error feedback: store codes 0..31 (value +0 .. +31) into an encoded block, scales kept.
+void set_codes_q5_K(void* block, const uint8_t* codes);
+inline constexpr auto kCodeValues_q5_K = [] {
+    std::array<float, 32> v{};
+    for (int k = 0; k < 32; ++k) v[k] = static_cast<float>(k + (0));
+    return v;
+}();
 
 }  // namespace qf

@@ -144,4 +144,6 @@ void quantize_row_q6_K_llama(const float* src, void* dst, int64_t n, const float
     kquant::llama_rows(src, static_cast<BlockQ6K*>(dst), n, importance, llama_groups, llama_finish);
 }
 
+void set_codes_q6_K(void* block, const uint8_t* codes) { pack_quants(codes, *static_cast<BlockQ6K*>(block)); }
+
 }  // namespace qf

@@ -6,6 +6,7 @@
 //   @208 d     fp16 super-scale
 // Sixteen sub-blocks of 16 values: y = (d*sc_j)*q with q in [-32, 31] (stored biased by 32).
 #pragma once
+#include <array>
 #include <cstdint>
 
 namespace qf {
@@ -26,5 +27,13 @@ void quantize_row_q6_K(const float* src, void* dst, int64_t n, const float* impo
 // The wider (slower) search kept against llama.cpp's per block: `qforge quantize --thorough`.
 void quantize_row_q6_K_thorough(const float* src, void* dst, int64_t n, const float* importance);
 void quantize_row_q6_K_llama(const float* src, void* dst, int64_t n, const float* importance);
+
+// Error feedback: store codes 0..63 (value -32 .. +31) into an encoded block, scales kept.
+void set_codes_q6_K(void* block, const uint8_t* codes);
+inline constexpr auto kCodeValues_q6_K = [] {
+    std::array<float, 64> v{};
+    for (int k = 0; k < 64; ++k) v[k] = static_cast<float>(k + (-32));
+    return v;
+}();
 
 }  // namespace qf

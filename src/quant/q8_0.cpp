@@ -51,4 +51,9 @@ void quantize_row_q8_0_llama(const float* src, void* dst, int64_t n, const float
     quantize_row_llama<Q8_0>(src, dst, n, importance);
 }
 
+void set_codes_q8_0(void* block, const uint8_t* codes) {
+    auto* b = static_cast<uint8_t*>(block);
+    for (int j = 0; j < 32; ++j) b[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(codes[j] - 128));
+}
+
 }  // namespace qf

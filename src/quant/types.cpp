@@ -20,31 +20,32 @@
 namespace qf {
 namespace {
 
-// One row per type: id, name, elements per block, bytes per block, kernels, importance.
+// One row per type: id, name, elements per block, bytes per block, kernels, importance, and
+// the codes error feedback stores.
 // Sizes from ggml-common.h (see ../shared/reference/llamacpp-quant-facts.md §2.1).
 const std::array kTypes = {
     TypeTraits{GgmlType::F32, "f32", 1, 4, dequantize_row_f32, quantize_row_f32, false},
     TypeTraits{GgmlType::F16, "f16", 1, 2, dequantize_row_f16, quantize_row_f16, false},
-    TypeTraits{GgmlType::Q4_0, "q4_0", 32, 18, dequantize_row_q4_0, quantize_row_q4_0, true},
-    TypeTraits{GgmlType::Q4_1, "q4_1", 32, 20, dequantize_row_q4_1, quantize_row_q4_1, true},
-    TypeTraits{GgmlType::Q5_0, "q5_0", 32, 22, dequantize_row_q5_0, quantize_row_q5_0, true},
-    TypeTraits{GgmlType::Q5_1, "q5_1", 32, 24, dequantize_row_q5_1, quantize_row_q5_1, true},
-    TypeTraits{GgmlType::Q8_0, "q8_0", 32, 34, dequantize_row_q8_0, quantize_row_q8_0, true},
+    TypeTraits{GgmlType::Q4_0, "q4_0", 32, 18, dequantize_row_q4_0, quantize_row_q4_0, true, set_codes_q4_0, kCodeValues_q4_0},
+    TypeTraits{GgmlType::Q4_1, "q4_1", 32, 20, dequantize_row_q4_1, quantize_row_q4_1, true, set_codes_q4_1, kCodeValues_q4_1},
+    TypeTraits{GgmlType::Q5_0, "q5_0", 32, 22, dequantize_row_q5_0, quantize_row_q5_0, true, set_codes_q5_0, kCodeValues_q5_0},
+    TypeTraits{GgmlType::Q5_1, "q5_1", 32, 24, dequantize_row_q5_1, quantize_row_q5_1, true, set_codes_q5_1, kCodeValues_q5_1},
+    TypeTraits{GgmlType::Q8_0, "q8_0", 32, 34, dequantize_row_q8_0, quantize_row_q8_0, true, set_codes_q8_0, kCodeValues_q8_0},
     TypeTraits{GgmlType::Q8_1, "q8_1", 32, 36, nullptr, nullptr, false},
-    TypeTraits{GgmlType::Q2_K, "q2_K", 256, 84, dequantize_row_q2_K, quantize_row_q2_K, true},
-    TypeTraits{GgmlType::Q3_K, "q3_K", 256, 110, dequantize_row_q3_K, quantize_row_q3_K, true},
-    TypeTraits{GgmlType::Q4_K, "q4_K", 256, 144, dequantize_row_q4_K, quantize_row_q4_K, true},
-    TypeTraits{GgmlType::Q5_K, "q5_K", 256, 176, dequantize_row_q5_K, quantize_row_q5_K, true},
-    TypeTraits{GgmlType::Q6_K, "q6_K", 256, 210, dequantize_row_q6_K, quantize_row_q6_K, true},
+    TypeTraits{GgmlType::Q2_K, "q2_K", 256, 84, dequantize_row_q2_K, quantize_row_q2_K, true, set_codes_q2_K, kCodeValues_q2_K},
+    TypeTraits{GgmlType::Q3_K, "q3_K", 256, 110, dequantize_row_q3_K, quantize_row_q3_K, true, set_codes_q3_K, kCodeValues_q3_K},
+    TypeTraits{GgmlType::Q4_K, "q4_K", 256, 144, dequantize_row_q4_K, quantize_row_q4_K, true, set_codes_q4_K, kCodeValues_q4_K},
+    TypeTraits{GgmlType::Q5_K, "q5_K", 256, 176, dequantize_row_q5_K, quantize_row_q5_K, true, set_codes_q5_K, kCodeValues_q5_K},
+    TypeTraits{GgmlType::Q6_K, "q6_K", 256, 210, dequantize_row_q6_K, quantize_row_q6_K, true, set_codes_q6_K, kCodeValues_q6_K},
     TypeTraits{GgmlType::Q8_K, "q8_K", 256, 292, nullptr, nullptr, false},
     TypeTraits{GgmlType::IQ2_XXS, "iq2_xxs", 256, 66, nullptr, nullptr, true},
     TypeTraits{GgmlType::IQ2_XS, "iq2_xs", 256, 74, nullptr, nullptr, true},
     TypeTraits{GgmlType::IQ3_XXS, "iq3_xxs", 256, 98, nullptr, nullptr, true},
     TypeTraits{GgmlType::IQ1_S, "iq1_s", 256, 50, nullptr, nullptr, true},
-    TypeTraits{GgmlType::IQ4_NL, "iq4_nl", 32, 18, dequantize_row_iq4_nl, quantize_row_iq4_nl, true},
+    TypeTraits{GgmlType::IQ4_NL, "iq4_nl", 32, 18, dequantize_row_iq4_nl, quantize_row_iq4_nl, true, set_codes_iq4_nl, kCodeValues_iq4},
     TypeTraits{GgmlType::IQ3_S, "iq3_s", 256, 110, nullptr, nullptr, true},
     TypeTraits{GgmlType::IQ2_S, "iq2_s", 256, 82, nullptr, nullptr, true},
-    TypeTraits{GgmlType::IQ4_XS, "iq4_xs", 256, 136, dequantize_row_iq4_xs, quantize_row_iq4_xs, true},
+    TypeTraits{GgmlType::IQ4_XS, "iq4_xs", 256, 136, dequantize_row_iq4_xs, quantize_row_iq4_xs, true, set_codes_iq4_xs, kCodeValues_iq4},
     TypeTraits{GgmlType::I8, "i8", 1, 1, nullptr, nullptr, false},
     TypeTraits{GgmlType::I16, "i16", 1, 2, nullptr, nullptr, false},
     TypeTraits{GgmlType::I32, "i32", 1, 4, nullptr, nullptr, false},

@@ -25,6 +25,10 @@ using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
 // search minimises the importance-weighted squared error. Must be deterministic and
 // produce the same bytes on every CPU path.
 using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n, const float* importance);
+// Stores one code per value (0 .. code_values.size()-1) into an encoded block, leaving its
+// scales as they are. Calibrated quantization (error feedback) encodes a block, then re-rounds
+// its values one at a time against that block's fixed scales and stores the codes with this.
+using SetCodesFn = void (*)(void* block, const uint8_t* codes);
 
 struct TypeTraits {
     GgmlType id;
@@ -34,6 +38,11 @@ struct TypeTraits {
     DequantizeRowFn dequantize;  // nullptr: reading only (sizes known, values not)
     QuantizeRowFn quantize;      // nullptr: cannot be written by qforge
     bool uses_importance;        // quantize() looks at importance weights
+    // Error feedback (quant/error_feedback.h): code k of a block decodes, at each position, to
+    // step * code_values[k] + offset, where step and offset come from the block's scales;
+    // code_values ascend. nullptr/empty: the type cannot be written with error feedback.
+    SetCodesFn set_codes = nullptr;
+    std::span<const float> code_values = {};
 };
 
 std::span<const TypeTraits> all_types();
