@@ -51,6 +51,13 @@ constexpr size_t kBufferSize = 8u << 20;
 
 }  // namespace
 
+ScratchFile::ScratchFile(std::string path) : path_(std::move(path)), slot_(register_pending(path_)) {}
+
+ScratchFile::~ScratchFile() {
+    ::unlink(path_.c_str());
+    unregister_pending(slot_);
+}
+
 void install_interrupt_cleanup() {
     struct sigaction sa {};
     sa.sa_handler = on_interrupt;

@@ -45,4 +45,19 @@ bool same_file(const std::string& a, const std::string& b);
 // Installs SIGINT/SIGTERM handlers that delete pending temporary outputs and exit 130.
 void install_interrupt_cleanup();
 
+// A scratch file of the program's own (e.g. a temporary conversion) that is deleted when this
+// object goes, and by the SIGINT/SIGTERM handler above if the program is interrupted first.
+class ScratchFile {
+public:
+    explicit ScratchFile(std::string path);
+    ~ScratchFile();
+    ScratchFile(const ScratchFile&) = delete;
+    ScratchFile& operator=(const ScratchFile&) = delete;
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    int slot_ = -1;
+};
+
 }  // namespace qf

@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "model/tokenizer.h"
 #include "pipeline/convert.h"
+#include "pipeline/row_convert.h"
 #include "pipeline/tensor_source.h"
 #include "quant/error_feedback.h"
 
@@ -61,6 +62,7 @@ CalibratedWeights calibrate_weights(const QuantizeOptions& options, const Quanti
             if (cols != stats.n) fail("{}: tensor '{}' has rows of {}, its input has {} values", source.path(), tp.name, cols, stats.n);
             std::vector<float> w(static_cast<size_t>(rows * cols));
             source.read_rows_f32(tp.source_index, 0, rows, w.data());
+            check_finite_rows(tp.name, w.data(), rows, cols, 0);
             std::vector<std::byte>& bytes = result.bytes[tp.name];
             bytes.assign(tp.bytes, std::byte{0});
             const QuantizeRowFn encode = quantize_fn_for(tp.type, options);

@@ -95,23 +95,16 @@ ConvertResult convert_hf_to_gguf(const ConvertOptions& options) {
     return result;
 }
 
-TemporaryF32Gguf::TemporaryF32Gguf(const std::string& hf_dir, int threads, std::string_view purpose) {
-    dir_ = std::filesystem::temp_directory_path() / fmt::format("qforge-{}-{}", purpose, ::getpid());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+TemporaryF32Gguf::TemporaryF32Gguf(const std::string& hf_dir, int threads, std::string_view purpose)
+    : file_((std::filesystem::temp_directory_path() / fmt::format("qforge-{}-{}-f32.gguf", purpose, ::getpid())).string()) {
     ConvertOptions o;
     o.input_dir = hf_dir;
-    o.output = (dir_ / "model-f32.gguf").string();
+    o.output = file_.path();
     o.outtype = GgmlType::F32;
     o.overwrite = true;
     o.threads = threads;
     o.progress = false;
-    path_ = convert_hf_to_gguf(o).output;
-}
-
-TemporaryF32Gguf::~TemporaryF32Gguf() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    convert_hf_to_gguf(o);
 }
 
 }  // namespace qf

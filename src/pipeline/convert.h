@@ -2,10 +2,10 @@
 // config.json -> model description -> metadata + tensor plan -> rows converted in
 // parallel -> written in order to OUT.tmp, renamed when complete.
 #pragma once
+#include "common/output_file.h"
 #include "quant/types.h"
 
 #include <cstdint>
-#include <filesystem>
 #include <string>
 
 namespace qf {
@@ -35,19 +35,15 @@ ConvertResult convert_hf_to_gguf(const ConvertOptions& options);
 // llama_ftype id written as general.file_type for a plain output type (F32 0, F16 1, BF16 32).
 uint32_t file_type_for_outtype(GgmlType outtype);
 
-// A Hugging Face folder converted to an F32 GGUF in a private temporary folder (for the forward
-// pass, which reads GGUF), removed when this object goes (also on errors).
+// A Hugging Face folder converted to an F32 GGUF in the temporary directory (for the forward
+// pass, which reads GGUF), removed when this object goes, on errors and on Ctrl-C.
 class TemporaryF32Gguf {
 public:
     TemporaryF32Gguf(const std::string& hf_dir, int threads, std::string_view purpose);
-    ~TemporaryF32Gguf();
-    TemporaryF32Gguf(const TemporaryF32Gguf&) = delete;
-    TemporaryF32Gguf& operator=(const TemporaryF32Gguf&) = delete;
-    const std::string& path() const { return path_; }
+    const std::string& path() const { return file_.path(); }
 
 private:
-    std::filesystem::path dir_;
-    std::string path_;
+    ScratchFile file_;
 };
 
 }  // namespace qf

@@ -106,6 +106,10 @@ struct BlockGrid {
 };
 
 constexpr int64_t kTileRows = 16;
+// Scale choices per block: the first from the weights as the walk reaches the block, then
+// kRefinePasses more from the values its columns had when they were rounded (prose-base Q2_K:
+// KLD 0.0340 with none, 0.0324 with two).
+constexpr int kRefinePasses = 2;
 
 }  // namespace
 
@@ -127,6 +131,7 @@ void quantize_with_feedback(GgmlType type, QuantizeRowFn encode, const float* we
 #pragma omp parallel
     {
         std::vector<float> w(static_cast<size_t>(kTileRows * cols));
+        std::vector<float> seen(static_cast<size_t>(kTileRows * cols)), saved(static_cast<size_t>(kTileRows * cols));
         std::vector<float> err(static_cast<size_t>(kTileRows * batch));
         std::vector<float> step(static_cast<size_t>(kTileRows * be)), offset(static_cast<size_t>(kTileRows * be));
         std::vector<uint8_t> codes(static_cast<size_t>(kTileRows * be));
@@ -139,34 +144,53 @@ void quantize_with_feedback(GgmlType type, QuantizeRowFn encode, const float* we
             std::memcpy(w.data(), weights + r0 * cols, sizeof(float) * static_cast<size_t>(nr * cols));
             for (int64_t b0 = 0; b0 < cols; b0 += batch) {
                 const int64_t b1 = std::min(cols, b0 + batch);
-                for (int64_t c = b0; c < b1; ++c) {
-                    const int64_t pos = c % be, blk = c / be;
-                    if (pos == 0) {
+                for (int64_t c0 = b0; c0 < b1; c0 += be) {
+                    const int64_t blk = c0 / be;
+                    auto block_of = [&](int64_t r) {
+                        return out + static_cast<uint64_t>(r0 + r) * row_bytes + static_cast<uint64_t>(blk * bb);
+                    };
+                    // Encodes every row's block from `from` (row stride cols) and reads its grid.
+                    auto encode_blocks = [&](const float* from) {
                         for (int64_t r = 0; r < nr; ++r) {
-                            std::byte* block = out + static_cast<uint64_t>(r0 + r) * row_bytes + static_cast<uint64_t>(blk * bb);
-                            encode(w.data() + r * cols + c, block, be, importance ? importance + c : nullptr);
-                            grid.read(block, scratch.data(), y0.data(), y1.data(), step.data() + r * be,
+                            encode(from + r * cols + c0, block_of(r), be, importance ? importance + c0 : nullptr);
+                            grid.read(block_of(r), scratch.data(), y0.data(), y1.data(), step.data() + r * be,
                                       offset.data() + r * be, codes.data() + r * be);
                         }
-                    }
-                    const float* uc = U + c * cols;
-                    const float inv_diag = 1.0f / uc[c];
-                    for (int64_t r = 0; r < nr; ++r) {
-                        float* wr = w.data() + r * cols;
-                        const float s = step[static_cast<size_t>(r * be + pos)], o = offset[static_cast<size_t>(r * be + pos)];
-                        const int k = grid.nearest(wr[c], s, o);
-                        codes[static_cast<size_t>(r * be + pos)] = static_cast<uint8_t>(k);
-                        const float q = s * grid.cv[static_cast<size_t>(k)] + o;
-                        const float e = (wr[c] - q) * inv_diag;
-                        err[static_cast<size_t>(r * batch + (c - b0))] = e;
-                        for (int64_t j = c + 1; j < b1; ++j) wr[j] -= e * uc[j];
-                    }
-                    if (pos == be - 1) {
-                        for (int64_t r = 0; r < nr; ++r) {
-                            std::byte* block = out + static_cast<uint64_t>(r0 + r) * row_bytes + static_cast<uint64_t>(blk * bb);
-                            tr.set_codes(block, codes.data() + r * be);
+                    };
+                    // Rounds the block's columns in order, spreading each error over the batch.
+                    auto walk = [&] {
+                        for (int64_t c = c0; c < c0 + be; ++c) {
+                            const int64_t pos = c - c0;
+                            const float* uc = U + c * cols;
+                            const float inv_diag = 1.0f / uc[c];
+                            for (int64_t r = 0; r < nr; ++r) {
+                                float* wr = w.data() + r * cols;
+                                seen[static_cast<size_t>(r * cols + c)] = wr[c];
+                                const float st = step[static_cast<size_t>(r * be + pos)], o = offset[static_cast<size_t>(r * be + pos)];
+                                const int k = grid.nearest(wr[c], st, o);
+                                codes[static_cast<size_t>(r * be + pos)] = static_cast<uint8_t>(k);
+                                const float q = st * grid.cv[static_cast<size_t>(k)] + o;
+                                const float e = (wr[c] - q) * inv_diag;
+                                err[static_cast<size_t>(r * batch + (c - b0))] = e;
+                                for (int64_t j = c + 1; j < b1; ++j) wr[j] -= e * uc[j];
+                            }
                         }
+                    };
+                    encode_blocks(w.data());
+                    if (kRefinePasses > 0)
+                        for (int64_t r = 0; r < nr; ++r)
+                            std::copy(w.data() + r * cols + c0, w.data() + r * cols + b1, saved.data() + r * cols + c0);
+                    for (int pass = 0; pass < kRefinePasses; ++pass) {
+                        // The scales were chosen from the weights before any of the block's own
+                        // errors reached them; choose again from the values each column had when
+                        // the walk rounded it, and walk again from the saved state.
+                        walk();
+                        for (int64_t r = 0; r < nr; ++r)
+                            std::copy(saved.data() + r * cols + c0, saved.data() + r * cols + b1, w.data() + r * cols + c0);
+                        encode_blocks(seen.data());
                     }
+                    walk();
+                    for (int64_t r = 0; r < nr; ++r) tr.set_codes(block_of(r), codes.data() + r * be);
                 }
                 // The batch's errors reach the columns beyond it: w[:, b1:] -= E U[b0:b1, b1:].
                 for (int64_t c = b0; c < b1; ++c) {

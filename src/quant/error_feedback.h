@@ -10,7 +10,9 @@
 // The block formats add one constraint: a block's scales are chosen when the walk reaches its
 // first column, from the weights as they stand then (the type's own encoder with importance =
 // diag(H)), and its values are then re-rounded one at a time against those fixed scales
-// (TypeTraits::set_codes / code_values). Updates are applied lazily: within a batch of columns
+// (TypeTraits::set_codes / code_values). Because the block's own errors move its later values,
+// the scales are chosen twice more from the values the columns had when they were rounded, and
+// the block is walked again from the same state each time. Updates are applied lazily: within a batch of columns
 // immediately, beyond it once per batch (a small matrix product), as GPTQ does.
 #pragma once
 #include "quant/types.h"
