@@ -13,15 +13,24 @@ namespace qf::cli {
 
 namespace {
 
+constexpr GgmlType kCacheTypes[] = {GgmlType::F16,  GgmlType::BF16, GgmlType::F32,  GgmlType::Q8_0,  GgmlType::Q4_0,
+                                    GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL};
+
 GgmlType cache_type(const std::string& name, const char* option) {
-    static constexpr GgmlType allowed[] = {GgmlType::F16,  GgmlType::BF16, GgmlType::F32,  GgmlType::Q8_0,  GgmlType::Q4_0,
-                                           GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL};
-    if (const TypeTraits* t = find_type_by_name(name); t && std::find(std::begin(allowed), std::end(allowed), t->id) != std::end(allowed))
+    if (const TypeTraits* t = find_type_by_name(name); t && std::find(std::begin(kCacheTypes), std::end(kCacheTypes), t->id) != std::end(kCacheTypes))
         return t->id;
-    fail("{}: unsupported KV cache type '{}' (f16, bf16, f32, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl)", option, name);
+    std::string names;
+    for (const std::string& n : cache_type_names()) names += (names.empty() ? "" : ", ") + n;
+    fail("{}: unsupported KV cache type '{}' ({})", option, name, names);
 }
 
 }  // namespace
+
+std::vector<std::string> cache_type_names() {
+    std::vector<std::string> names;
+    for (GgmlType t : kCacheTypes) names.emplace_back(type_name(t));
+    return names;
+}
 
 void register_plan(CLI::App& app) {
     auto* cmd = app.add_subcommand("plan", "Will it run? File sizes, memory, context and speed from config.json alone, or of a GGUF file");
@@ -36,10 +45,10 @@ void register_plan(CLI::App& app) {
     auto unified = std::make_shared<bool>(false);
     auto json_out = std::make_shared<bool>(false);
     auto verbose = std::make_shared<bool>(false);
+    auto list_gpus = std::make_shared<bool>(false);
     cmd->add_option("MODEL", a->model,
                     "Hugging Face model folder or its config.json (no weights needed), or a GGUF file (its own tensor "
-                    "types: an 'as-is' row, then the size of requantizing it to each type)")
-        ->required();
+                    "types: an 'as-is' row, then the size of requantizing it to each type)");
     cmd->add_option("--type", a->types, "File types to plan, comma-separated (default F16,Q8_0,Q6_K,Q5_K_M,Q4_K_M,IQ4_XS,Q3_K_M,Q2_K)");
     cmd->add_option("-c,--ctx-size", *n_ctx, "Context size in tokens (default 4096)");
     cmd->add_option("--ctk,--cache-type-k", *ctk, "KV cache type for K: f16, q8_0, q4_0, ... (llama.cpp -ctk)");
@@ -49,12 +58,15 @@ void register_plan(CLI::App& app) {
     cmd->add_option("--ub,--ubatch-size", a->context.n_ubatch, "Physical batch size (default 512)");
     cmd->add_flag("--kv-unified", *unified, "One KV stream shared by all sequences");
     cmd->add_flag("--no-flash-attn", *no_fa, "Plan without flash attention (bigger compute buffer)");
-    cmd->add_option("--gpu", a->gpus, "GPU(s) from data/hardware.json: '4090', 'M3 Max 64', '4090,3090', '2x3090'");
+    cmd->add_option("--gpu", a->gpus, "GPU(s) from the hardware catalogue (--list-gpus): '4090', 'M3 Max 64', '4090,3090', '2x3090'");
     cmd->add_option("--vram", *vram, "Memory per GPU, e.g. 24GiB (overrides the catalogue)");
     cmd->add_option("--ram", *ram, "Host memory available, e.g. 64GiB (default 32GiB)");
     cmd->add_option("--ram-bw", *ram_bw, "Host memory bandwidth in GB/s (default 89.6, DDR5-5600 dual channel)");
     cmd->add_option("--ngl,--n-gpu-layers", a->n_gpu_layers, "Layers to offload (llama.cpp -ngl; default: as many as fit)");
-    cmd->add_option("--hardware", a->hardware_path, "Hardware catalogue (default: data/hardware.json, $QFORGE_DATA_DIR)");
+    cmd->add_option("--hardware", a->hardware_path,
+                    "A hardware.json that extends the built-in catalogue (same names replace rows; "
+                    "$XDG_CONFIG_HOME/qforge/hardware.json is read first if it exists)");
+    cmd->add_flag("--list-gpus", *list_gpus, "List the known devices and where each comes from (built-in or a file), then exit");
     cmd->add_flag("--json", *json_out, "Machine-readable output");
     cmd->add_flag("--verbose", *verbose, "Tensor types and memory breakdown per file type");
     cmd->footer("Sizes are exact for llama/mistral/qwen2/qwen3 folders with tokenizer files (same bytes as\n"
@@ -64,8 +76,18 @@ void register_plan(CLI::App& app) {
                 "  qforge plan examples/llama-3.1-8b --gpu 4090\n"
                 "  qforge plan ./Qwen3-8B --type Q4_K_M,Q8_0 -c 32768 --ctk q8_0 --ctv q8_0 --gpu 'M3 Max 64'\n"
                 "  qforge plan ./Mixtral-8x7B --gpu 2x3090 --ram 64GiB --json\n"
-                "  qforge plan model-Q4_K_M.gguf --type Q8_0 --gpu 4090");
+                "  qforge plan model-Q4_K_M.gguf --type Q8_0 --gpu 4090\n"
+                "  qforge plan --list-gpus --hardware my-gpus.json");
     cmd->callback([=] {
+        if (*list_gpus) {
+            const HardwareCatalogue cat = load_default_hardware_catalogue(a->hardware_path);
+            if (*json_out)
+                fmt::print("{}\n", render_catalogue_json(cat).dump(2));
+            else
+                fmt::print("{}", render_catalogue_text(cat));
+            return;
+        }
+        if (a->model.empty()) fail("plan: MODEL is required (a model folder, config.json or GGUF file), or --list-gpus");
         PlanArgs args = *a;
         args.context.n_ctx = *n_ctx ? *n_ctx : 4096;
         args.context_given = *n_ctx != 0;

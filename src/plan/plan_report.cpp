@@ -56,8 +56,7 @@ PlanReport build_plan_report(const PlanArgs& a) {
                                             a.context.n_ctx, r.model.context_length));
     q.n_gpu_layers = a.n_gpu_layers;
     if (!a.gpus.empty()) {
-        HardwareCatalogue cat =
-            a.hardware_path.empty() ? load_default_hardware_catalogue() : load_hardware_catalogue(a.hardware_path);
+        HardwareCatalogue cat = load_default_hardware_catalogue(a.hardware_path);
         q.gpus = parse_gpu_list(cat, a.gpus);
     } else if (a.vram_bytes) {
         Device d;

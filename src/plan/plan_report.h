@@ -20,7 +20,7 @@ struct PlanArgs {
     std::optional<uint64_t> ram_bytes;     // host memory; default 32 GiB (unified: the CPU share)
     std::optional<double> ram_bandwidth_gbs;  // default 89.6 GB/s (DDR5-5600 dual channel)
     int n_gpu_layers = -1;
-    std::string hardware_path;             // empty: find_hardware_catalogue()
+    std::string hardware_path;             // extends the built-in catalogue (load_default_hardware_catalogue)
 };
 
 struct PlanReport {
