@@ -10,6 +10,8 @@ PACKAGES=(
   libfmt-dev nlohmann-json3-dev libcli11-dev libsentencepiece-dev
   libgtest-dev libbenchmark-dev libomp-dev
   clang libclang-rt-14-dev         # libFuzzer targets for the GGUF / safetensors parsers
+  help2man                         # the man page, made from the binary's --help texts
+  dpkg-dev                         # make deb: dpkg-shlibdeps derives the package's dependencies
 )
 
 missing=()
