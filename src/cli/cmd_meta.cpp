@@ -6,6 +6,7 @@
 #include "common/half.h"
 #include "model/gemm.h"
 #include "plan/hardware.h"
+#include "plan/plan_report.h"
 #include "quant/lane_legacy.h"
 #include "quant/lane_search.h"
 #include "recipe/recipe.h"

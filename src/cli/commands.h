@@ -13,12 +13,11 @@ void register_plan(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_imatrix(CLI::App& app);
+void register_serve(CLI::App& app);
 void register_complete(CLI::App& app);  // hidden: `qforge __complete WHAT` for shell completion
 
 // llama.cpp spells these options with one dash; main() rewrites them to CLI11's "--ctk" form.
 inline constexpr const char* kLlamaSingleDash[] = {"-ctk", "-ctv", "-np", "-ub", "-ngl"};
 // `qforge --version`: version, commit, compiler, the SIMD path of each kernel family.
 std::string version_text();
-// The KV cache types `plan --ctk/--ctv` accept.
-std::vector<std::string> cache_type_names();
 }  // namespace qf::cli

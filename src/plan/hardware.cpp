@@ -160,6 +160,7 @@ json render_catalogue_json(const HardwareCatalogue& c) {
     json devices = json::array();
     for (const Device& d : c.devices)
         devices.push_back({{"name", d.name},
+                           {"id", device_short_name(c, d)},
                            {"kind", d.kind},
                            {"vendor", d.vendor},
                            {"memory_bytes", d.memory_bytes},

@@ -55,6 +55,7 @@ same quantize quantize ../models/prose-tiny prose-tiny-Q4_K_M.gguf Q4_K_M
 cmp "$tmp/ref/prose-tiny-Q4_K_M.gguf" "$tmp/alone/prose-tiny-Q4_K_M.gguf" || fail "quantize: files differ"
 same inspect inspect prose-tiny-Q4_K_M.gguf
 same plan-gguf plan prose-tiny-Q4_K_M.gguf --gpu 4090 --json
+same plan-catalogue plan Llama-3.1-8B-Instruct --gpu 4090 -c 8192
 same list-gpus plan --list-gpus
 grep -q "^hardware catalogue: built-in (" "$tmp/list-gpus.alone" || fail "--list-gpus: not from the built-in catalogue"
 
