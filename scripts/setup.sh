@@ -12,6 +12,8 @@ PACKAGES=(
   clang libclang-rt-14-dev         # libFuzzer targets for the GGUF / safetensors parsers
   help2man                         # the man page, made from the binary's --help texts
   dpkg-dev                         # make deb: dpkg-shlibdeps derives the package's dependencies
+  libcpp-httplib-dev               # qforge serve
+  chromium chromium-driver python3-selenium   # the browser test of qforge serve's page
 )
 
 missing=()
