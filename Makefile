@@ -1,10 +1,14 @@
 # The two commands the README starts with:
 #   make demo   set up, build, quantize the bundled prose-tiny model to Q4_K_M, inspect it, plan it
 #   make test   set up, build, run every test (unit + interop against the real llama.cpp)
+# Shipping:
+#   make install [PREFIX=/usr/local]   binary, man page, bash completion (cmake --install)
+#   make deb                           build/qforge_<version>_<arch>.deb (CPack)
 BUILD ?= build
 JOBS ?= $(shell nproc)
+PREFIX ?= /usr/local
 
-.PHONY: all setup build demo test asan fuzz bench clean
+.PHONY: all setup build demo test install deb asan fuzz bench clean
 
 all: build
 
@@ -25,6 +29,13 @@ demo: build
 test: build
 	cd $(BUILD) && QFORGE_TEST_THREADS=$${QFORGE_TEST_THREADS:-$(JOBS)} ctest --output-on-failure
 	@scripts/run-fuzzers.sh $(FUZZ_SECONDS)
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+deb: build
+	cd $(BUILD) && cpack -G DEB
+	@ls -l $(BUILD)/qforge_*.deb
 
 # Debug build with AddressSanitizer + UndefinedBehaviorSanitizer, unit tests only.
 asan: setup

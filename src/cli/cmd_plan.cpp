@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 #include "plan/hardware.h"
+#include "plan/model_catalogue.h"
 #include "plan/plan_report.h"
 #include "common/error.h"
 
@@ -11,50 +12,37 @@
 
 namespace qf::cli {
 
-namespace {
-
-GgmlType cache_type(const std::string& name, const char* option) {
-    static constexpr GgmlType allowed[] = {GgmlType::F16,  GgmlType::BF16, GgmlType::F32,  GgmlType::Q8_0,  GgmlType::Q4_0,
-                                           GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL};
-    if (const TypeTraits* t = find_type_by_name(name); t && std::find(std::begin(allowed), std::end(allowed), t->id) != std::end(allowed))
-        return t->id;
-    fail("{}: unsupported KV cache type '{}' (f16, bf16, f32, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl)", option, name);
-}
-
-}  // namespace
-
 void register_plan(CLI::App& app) {
     auto* cmd = app.add_subcommand("plan", "Will it run? File sizes, memory, context and speed from config.json alone, or of a GGUF file");
     auto a = std::make_shared<PlanArgs>();
-    auto ctk = std::make_shared<std::string>("f16");
-    auto ctv = std::make_shared<std::string>("f16");
-    auto vram = std::make_shared<std::string>();
-    auto ram = std::make_shared<std::string>();
-    auto ram_bw = std::make_shared<double>(0);
-    auto n_ctx = std::make_shared<uint32_t>(0);
-    auto no_fa = std::make_shared<bool>(false);
-    auto unified = std::make_shared<bool>(false);
+    auto o = std::make_shared<PlanOptions>();
     auto json_out = std::make_shared<bool>(false);
     auto verbose = std::make_shared<bool>(false);
+    auto list_gpus = std::make_shared<bool>(false);
+    auto list_models = std::make_shared<bool>(false);
     cmd->add_option("MODEL", a->model,
-                    "Hugging Face model folder or its config.json (no weights needed), or a GGUF file (its own tensor "
-                    "types: an 'as-is' row, then the size of requantizing it to each type)")
-        ->required();
+                    "Hugging Face model folder or its config.json (no weights needed), a GGUF file (its own tensor "
+                    "types: an 'as-is' row, then the size of requantizing it to each type), or a model id of the "
+                    "built-in catalogue (--list-models), e.g. Llama-3.1-8B-Instruct");
     cmd->add_option("--type", a->types, "File types to plan, comma-separated (default F16,Q8_0,Q6_K,Q5_K_M,Q4_K_M,IQ4_XS,Q3_K_M,Q2_K)");
-    cmd->add_option("-c,--ctx-size", *n_ctx, "Context size in tokens (default 4096)");
-    cmd->add_option("--ctk,--cache-type-k", *ctk, "KV cache type for K: f16, q8_0, q4_0, ... (llama.cpp -ctk)");
-    cmd->add_option("--ctv,--cache-type-v", *ctv, "KV cache type for V (a quantized V needs flash attention)");
+    cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size in tokens (default 4096)");
+    cmd->add_option("--ctk,--cache-type-k", o->type_k, "KV cache type for K: f16, q8_0, q4_0, ... (llama.cpp -ctk)");
+    cmd->add_option("--ctv,--cache-type-v", o->type_v, "KV cache type for V (a quantized V needs flash attention)");
     cmd->add_option("--np,--parallel", a->context.n_seq, "Parallel sequences (llama.cpp -np; default 1)");
     cmd->add_option("-b,--batch-size", a->context.n_batch, "Logical batch size (default 2048)");
     cmd->add_option("--ub,--ubatch-size", a->context.n_ubatch, "Physical batch size (default 512)");
-    cmd->add_flag("--kv-unified", *unified, "One KV stream shared by all sequences");
-    cmd->add_flag("--no-flash-attn", *no_fa, "Plan without flash attention (bigger compute buffer)");
-    cmd->add_option("--gpu", a->gpus, "GPU(s) from data/hardware.json: '4090', 'M3 Max 64', '4090,3090', '2x3090'");
-    cmd->add_option("--vram", *vram, "Memory per GPU, e.g. 24GiB (overrides the catalogue)");
-    cmd->add_option("--ram", *ram, "Host memory available, e.g. 64GiB (default 32GiB)");
-    cmd->add_option("--ram-bw", *ram_bw, "Host memory bandwidth in GB/s (default 89.6, DDR5-5600 dual channel)");
+    cmd->add_flag("--kv-unified", o->kv_unified, "One KV stream shared by all sequences");
+    cmd->add_flag("--no-flash-attn", o->no_flash_attn, "Plan without flash attention (bigger compute buffer)");
+    cmd->add_option("--gpu", a->gpus, "GPU(s) from the hardware catalogue (--list-gpus): '4090', 'M3 Max 64', '4090,3090', '2x3090'");
+    cmd->add_option("--vram", o->vram, "Memory per GPU, e.g. 24GiB (overrides the catalogue)");
+    cmd->add_option("--ram", o->ram, "Host memory available, e.g. 64GiB (default 32GiB)");
+    cmd->add_option("--ram-bw", o->ram_bandwidth_gbs, "Host memory bandwidth in GB/s (default 89.6, DDR5-5600 dual channel)");
     cmd->add_option("--ngl,--n-gpu-layers", a->n_gpu_layers, "Layers to offload (llama.cpp -ngl; default: as many as fit)");
-    cmd->add_option("--hardware", a->hardware_path, "Hardware catalogue (default: data/hardware.json, $QFORGE_DATA_DIR)");
+    cmd->add_option("--hardware", a->hardware_path,
+                    "A hardware.json that extends the built-in catalogue (same names replace rows; "
+                    "$XDG_CONFIG_HOME/qforge/hardware.json is read first if it exists)");
+    cmd->add_flag("--list-models", *list_models, "List the built-in model catalogue (ids, parameters, sources), then exit");
+    cmd->add_flag("--list-gpus", *list_gpus, "List the known devices and where each comes from (built-in or a file), then exit");
     cmd->add_flag("--json", *json_out, "Machine-readable output");
     cmd->add_flag("--verbose", *verbose, "Tensor types and memory breakdown per file type");
     cmd->footer("Sizes are exact for llama/mistral/qwen2/qwen3 folders with tokenizer files (same bytes as\n"
@@ -64,20 +52,24 @@ void register_plan(CLI::App& app) {
                 "  qforge plan examples/llama-3.1-8b --gpu 4090\n"
                 "  qforge plan ./Qwen3-8B --type Q4_K_M,Q8_0 -c 32768 --ctk q8_0 --ctv q8_0 --gpu 'M3 Max 64'\n"
                 "  qforge plan ./Mixtral-8x7B --gpu 2x3090 --ram 64GiB --json\n"
-                "  qforge plan model-Q4_K_M.gguf --type Q8_0 --gpu 4090");
+                "  qforge plan model-Q4_K_M.gguf --type Q8_0 --gpu 4090\n"
+                "  qforge plan --list-gpus --hardware my-gpus.json");
     cmd->callback([=] {
-        PlanArgs args = *a;
-        args.context.n_ctx = *n_ctx ? *n_ctx : 4096;
-        args.context_given = *n_ctx != 0;
-        args.context.type_k = cache_type(*ctk, "--ctk");
-        args.context.type_v = cache_type(*ctv, "--ctv");
-        args.context.flash_attn = !*no_fa;
-        args.context.kv_unified = *unified;
-        if (args.context.n_seq == 0) fail("--np: must be at least 1");
-        if (args.context.n_ubatch == 0 || args.context.n_batch == 0) fail("-b/--ub: must be positive");
-        if (!vram->empty()) args.vram_bytes = parse_memory_size(*vram);
-        if (!ram->empty()) args.ram_bytes = parse_memory_size(*ram);
-        if (*ram_bw > 0) args.ram_bandwidth_gbs = *ram_bw;
+        if (*list_gpus) {
+            const HardwareCatalogue cat = load_default_hardware_catalogue(a->hardware_path);
+            if (*json_out)
+                fmt::print("{}\n", render_catalogue_json(cat).dump(2));
+            else
+                fmt::print("{}", render_catalogue_text(cat));
+            return;
+        }
+        if (*list_models) {
+            for (const CatalogueModel& m : model_catalogue())
+                fmt::print("{:<40} {:>7.2f} B  {:<10} {}\n", m.id, m.params_b, m.config.value("model_type", ""), m.source);
+            return;
+        }
+        if (a->model.empty()) fail("plan: MODEL is required (a model folder, config.json or GGUF file), or --list-gpus");
+        const PlanArgs args = apply_plan_options(*a, *o);
         PlanReport report = build_plan_report(args);
         if (*json_out)
             fmt::print("{}\n", render_plan_json(report, *verbose).dump(2));

@@ -8,5 +8,7 @@ void register_commands(CLI::App& app) {
     register_quantize(app);
     register_eval(app);
     register_imatrix(app);
+    register_serve(app);
+    register_complete(app);
 }
 }  // namespace qf::cli

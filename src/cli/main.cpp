@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -16,10 +17,9 @@ namespace {
 // llama.cpp spells some options with one dash and several letters (-ctk, -ngl ...); CLI11
 // only accepts those with two dashes, so the familiar spellings are rewritten first.
 std::vector<std::string> llama_style_arguments(int argc, char** argv) {
-    static const char* const kSingleDash[] = {"-ctk", "-ctv", "-np", "-ub", "-ngl"};
     std::vector<std::string> args(argv + 1, argv + argc);
     for (auto& a : args)
-        for (const char* flag : kSingleDash)
+        for (const char* flag : qf::cli::kLlamaSingleDash)
             if (a == flag || a.rfind(std::string(flag) + "=", 0) == 0) a.insert(0, "-");
     std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
     return args;
@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
     CLI::App app{
         "qforge - quantize, plan and evaluate LLMs for your own hardware.\n"
         "Convert Hugging Face checkpoints to GGUF files that llama.cpp, ollama and LM Studio load."};
-    app.set_version_flag("--version", "qforge 0.1.0");
+    app.set_version_flag("--version", [] { return qf::cli::version_text(); },
+                         "Version, git commit, compiler and the SIMD path each kernel family uses on this CPU");
     app.require_subcommand(1);
     app.footer(
         "Examples:\n"
@@ -47,7 +48,9 @@ int main(int argc, char** argv) {
         "Run 'qforge <command> --help' for the options of a command.");
     qf::cli::register_commands(app);
     try {
-        app.name(argv[0]);
+        // "qforge", not the path it was started from: the help texts (and the man page made from
+        // them) read the same wherever the binary lies.
+        app.name(std::filesystem::path(argv[0]).filename().string());
         std::vector<std::string> args = llama_style_arguments(argc, argv);
         app.parse(args);
     } catch (const CLI::ParseError& e) {

@@ -1,5 +1,6 @@
 #include "plan/hardware.h"
 
+#include "common/embedded.h"
 #include "common/error.h"
 
 #include <nlohmann/json.hpp>
@@ -11,7 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <unistd.h>
 
 namespace qf {
 
@@ -61,6 +61,7 @@ uint64_t checked_u64(const json& row, const char* key, const std::string& where)
 HardwareCatalogue parse_hardware_catalogue(const json& j, const std::string& label) {
     HardwareCatalogue c;
     c.path = label;
+    c.origins.push_back(label);
     auto devs = j.find("devices");
     if (!j.is_object() || devs == j.end() || !devs->is_array()) fail("{}: expected an object with a 'devices' array", label);
     for (size_t i = 0; i < devs->size(); ++i) {
@@ -74,6 +75,7 @@ HardwareCatalogue parse_hardware_catalogue(const json& j, const std::string& lab
                 fail("{}: '{}' must be a non-empty string", where, key);
             *dst = it->get<std::string>();
         }
+        d.origin = label;
         d.memory_bytes = checked_u64(row, "memory_bytes", where);
         auto bw = row.find("bandwidth_gbs");
         if (bw == row.end() || !bw->is_number() || !(bw->get<double>() > 0)) fail("{}: 'bandwidth_gbs' must be positive", where);
@@ -97,29 +99,77 @@ HardwareCatalogue load_hardware_catalogue(const std::string& path) {
     return parse_hardware_catalogue(j, path);
 }
 
-std::string find_hardware_catalogue() {
-    std::vector<fs::path> candidates;
-    if (const char* env = std::getenv("QFORGE_DATA_DIR"); env && *env) candidates.push_back(fs::path(env) / "hardware.json");
-    std::error_code ec;
-    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) {
-        candidates.push_back(exe.parent_path() / ".." / "data" / "hardware.json");
-        candidates.push_back(exe.parent_path() / ".." / ".." / "data" / "hardware.json");
-        candidates.push_back(exe.parent_path() / ".." / ".." / ".." / "data" / "hardware.json");
-    }
-#ifdef QFORGE_DATA_DIR_DEFAULT
-    candidates.push_back(fs::path(QFORGE_DATA_DIR_DEFAULT) / "hardware.json");  // the source tree it was built from
-#endif
-    candidates.push_back(fs::path("data") / "hardware.json");
-    std::string tried;
-    for (const auto& p : candidates) {
-        if (fs::is_regular_file(p, ec)) return p.lexically_normal().string();
-        tried += (tried.empty() ? "" : ", ") + p.lexically_normal().string();
-    }
-    fail("hardware.json: not found (set QFORGE_DATA_DIR; tried {})", tried);
+HardwareCatalogue builtin_hardware_catalogue() {
+    const std::optional<std::string_view> text = embedded_file("hardware.json");
+    if (!text) fail("hardware.json: not compiled into this build (QFORGE_EMBEDDED_FILES)");
+    json j = json::parse(text->begin(), text->end(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) fail("{}: not valid JSON", kBuiltinOrigin);
+    return parse_hardware_catalogue(j, kBuiltinOrigin);
 }
 
-HardwareCatalogue load_default_hardware_catalogue() { return load_hardware_catalogue(find_hardware_catalogue()); }
+std::string user_hardware_catalogue_path() {
+    const char* xdg = std::getenv("XDG_CONFIG_HOME");
+    if (xdg && *xdg == '/') return (fs::path(xdg) / "qforge" / "hardware.json").string();
+    const char* home = std::getenv("HOME");
+    if (home && *home) return (fs::path(home) / ".config" / "qforge" / "hardware.json").string();
+    return {};
+}
+
+void merge_hardware_catalogue(HardwareCatalogue& base, const HardwareCatalogue& extra) {
+    auto lower = [](std::string s) {
+        std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+        return s;
+    };
+    for (const Device& d : extra.devices) {
+        auto same = std::find_if(base.devices.begin(), base.devices.end(),
+                                 [&](const Device& b) { return lower(b.name) == lower(d.name); });
+        if (same != base.devices.end())
+            *same = d;
+        else
+            base.devices.push_back(d);
+    }
+    base.origins.insert(base.origins.end(), extra.origins.begin(), extra.origins.end());
+    base.path = fmt::format("{} + {}", base.path, extra.path);
+}
+
+HardwareCatalogue load_default_hardware_catalogue(const std::string& extra_path) {
+    HardwareCatalogue c = builtin_hardware_catalogue();
+    std::error_code ec;
+    if (const std::string user = user_hardware_catalogue_path(); !user.empty() && fs::exists(user, ec))
+        merge_hardware_catalogue(c, load_hardware_catalogue(user));
+    if (!extra_path.empty()) merge_hardware_catalogue(c, load_hardware_catalogue(extra_path));
+    return c;
+}
+
+std::string render_catalogue_text(const HardwareCatalogue& c) {
+    std::string out = "hardware catalogue:";
+    for (const std::string& origin : c.origins) {
+        const auto n = std::count_if(c.devices.begin(), c.devices.end(), [&](const Device& d) { return d.origin == origin; });
+        out += fmt::format(" {} ({} devices in use)", origin, n);
+        if (&origin != &c.origins.back()) out += ",";
+    }
+    out += fmt::format("\n\n{:<36} {:<8} {:>10} {:>10} {:>9}  {}\n", "name", "kind", "memory", "usable", "GB/s", "from");
+    for (const Device& d : c.devices)
+        out += fmt::format("{:<36} {:<8} {:>6.2f} GiB {:>6.2f} GiB {:>9.1f}  {}\n", d.name, d.kind,
+                           static_cast<double>(d.memory_bytes) / (1ull << 30), static_cast<double>(d.usable_bytes()) / (1ull << 30),
+                           d.bandwidth_gbs, d.origin);
+    return out;
+}
+
+json render_catalogue_json(const HardwareCatalogue& c) {
+    json devices = json::array();
+    for (const Device& d : c.devices)
+        devices.push_back({{"name", d.name},
+                           {"id", device_short_name(c, d)},
+                           {"kind", d.kind},
+                           {"vendor", d.vendor},
+                           {"memory_bytes", d.memory_bytes},
+                           {"usable_bytes", d.usable_bytes()},
+                           {"bandwidth_gbs", d.bandwidth_gbs},
+                           {"source", d.source},
+                           {"origin", d.origin}});
+    return {{"origins", c.origins}, {"devices", devices}};
+}
 
 const Device& find_device(const HardwareCatalogue& c, std::string_view query) {
     const std::vector<std::string> q = words(query);
@@ -158,6 +208,32 @@ const Device& find_device(const HardwareCatalogue& c, std::string_view query) {
         if (extra == best) tied.push_back(d);
     if (tied.size() > 1) fail("--gpu: '{}' is ambiguous: {}", query, list(tied));
     return *tied.front();
+}
+
+std::string device_short_name(const HardwareCatalogue& c, const Device& d) {
+    static const std::set<std::string> brand = {"nvidia", "geforce", "amd", "radeon", "apple", "instinct"};
+    std::string full, shortened;
+    bool leading = true;
+    size_t start = 0;
+    while (start < d.name.size()) {
+        size_t end = d.name.find(' ', start);
+        if (end == std::string::npos) end = d.name.size();
+        const std::string word = d.name.substr(start, end - start);
+        start = end + 1;
+        if (word.empty()) continue;
+        full += (full.empty() ? "" : "-") + word;
+        std::string lower = word;
+        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
+        if (leading && brand.count(lower)) continue;
+        leading = false;
+        shortened += (shortened.empty() ? "" : "-") + word;
+    }
+    try {
+        if (!shortened.empty() && &find_device(c, shortened) == &d) return shortened;
+    } catch (const Error&) {
+        // ambiguous: the full name below
+    }
+    return full;
 }
 
 std::vector<Device> parse_gpu_list(const HardwareCatalogue& c, std::string_view list) {

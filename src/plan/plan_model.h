@@ -43,6 +43,7 @@ struct PlanModel {
     std::string model_type;  // config.json model_type ("llama", "mixtral", "gemma2", ...)
     std::string gguf_arch;   // general.architecture ("llama", "qwen3moe", "gemma2", "phi3", ...)
     std::string dir;         // folder holding config.json (tokenizer files are looked for there)
+    bool config_only = false;  // config values without a folder (catalogue, pasted): no tokenizer files read
     uint32_t n_layer = 0, n_embd = 0, n_ff = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_vocab = 0;
     uint32_t head_dim_v = 0;  // V head size when it differs from K's (GGUF value_length); 0 = head_dim
     uint32_t context_length = 0;  // max_position_embeddings (n_ctx_train)

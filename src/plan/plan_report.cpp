@@ -1,10 +1,13 @@
 #include "plan/plan_report.h"
+#include "plan/model_catalogue.h"
 
 #include "common/error.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <iterator>
 #include <map>
 
 namespace qf {
@@ -40,9 +43,53 @@ std::string verdict_text(const FitResult& f, bool has_gpu) {
 
 }  // namespace
 
+namespace {
+constexpr GgmlType kCacheTypes[] = {GgmlType::F16,  GgmlType::BF16, GgmlType::F32,  GgmlType::Q8_0,  GgmlType::Q4_0,
+                                    GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL};
+
+GgmlType cache_type(const std::string& name, const char* option) {
+    if (const TypeTraits* t = find_type_by_name(name);
+        t && std::find(std::begin(kCacheTypes), std::end(kCacheTypes), t->id) != std::end(kCacheTypes))
+        return t->id;
+    std::string names;
+    for (const std::string& n : cache_type_names()) names += (names.empty() ? "" : ", ") + n;
+    fail("{}: unsupported KV cache type '{}' ({})", option, name, names);
+}
+}  // namespace
+
+std::vector<std::string> cache_type_names() {
+    std::vector<std::string> names;
+    for (GgmlType t : kCacheTypes) names.emplace_back(type_name(t));
+    return names;
+}
+
+PlanArgs apply_plan_options(PlanArgs args, const PlanOptions& o) {
+    args.context.n_ctx = o.n_ctx ? o.n_ctx : 4096;
+    args.context_given = o.n_ctx != 0;
+    args.context.type_k = cache_type(o.type_k, "--ctk");
+    args.context.type_v = cache_type(o.type_v, "--ctv");
+    args.context.flash_attn = !o.no_flash_attn;
+    args.context.kv_unified = o.kv_unified;
+    if (args.context.n_seq == 0) fail("--np: must be at least 1");
+    if (args.context.n_ubatch == 0 || args.context.n_batch == 0) fail("-b/--ub: must be positive");
+    if (!o.vram.empty()) args.vram_bytes = parse_memory_size(o.vram);
+    if (!o.ram.empty()) args.ram_bytes = parse_memory_size(o.ram);
+    if (o.ram_bandwidth_gbs > 0) args.ram_bandwidth_gbs = o.ram_bandwidth_gbs;
+    return args;
+}
+
 PlanReport build_plan_report(const PlanArgs& a) {
     PlanReport r;
-    r.model = load_plan_model(a.model);
+    if (a.config) {
+        r.model = parse_plan_model(*a.config, "pasted config.json", a.config_name);
+        r.model.config_only = true;
+    } else if (a.model_from_catalogue) {
+        const CatalogueModel* row = find_catalogue_model(a.model);
+        if (!row) fail("{}: not a model of the catalogue", a.model);
+        r.model = catalogue_plan_model(*row);
+    } else {
+        r.model = resolve_plan_model(a.model);
+    }
     r.metadata = plan_metadata(r.model);
     if (!r.metadata.exact) r.assumptions.push_back("file sizes: " + r.metadata.note);
 
@@ -56,8 +103,7 @@ PlanReport build_plan_report(const PlanArgs& a) {
                                             a.context.n_ctx, r.model.context_length));
     q.n_gpu_layers = a.n_gpu_layers;
     if (!a.gpus.empty()) {
-        HardwareCatalogue cat =
-            a.hardware_path.empty() ? load_default_hardware_catalogue() : load_hardware_catalogue(a.hardware_path);
+        HardwareCatalogue cat = load_default_hardware_catalogue(a.hardware_path);
         q.gpus = parse_gpu_list(cat, a.gpus);
     } else if (a.vram_bytes) {
         Device d;

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,7 +12,10 @@
 namespace qf {
 
 struct PlanArgs {
-    std::string model;                     // model folder, config.json or GGUF file
+    std::string model;                     // model folder, config.json, GGUF file or catalogue id (resolve_plan_model)
+    bool model_from_catalogue = false;     // `model` is a catalogue id, never a path (qforge serve)
+    std::shared_ptr<const nlohmann::json> config;  // instead of `model`: a config.json's content (qforge serve)
+    std::string config_name = "model";     // its name (general.name), as a folder name would give it
     std::string types;                     // "Q4_K_M,Q8_0"; empty: default_plan_types()
     ContextOptions context;                // n_ctx default 4096
     bool context_given = false;
@@ -20,8 +24,21 @@ struct PlanArgs {
     std::optional<uint64_t> ram_bytes;     // host memory; default 32 GiB (unified: the CPU share)
     std::optional<double> ram_bandwidth_gbs;  // default 89.6 GB/s (DDR5-5600 dual channel)
     int n_gpu_layers = -1;
-    std::string hardware_path;             // empty: find_hardware_catalogue()
+    std::string hardware_path;             // extends the built-in catalogue (load_default_hardware_catalogue)
 };
+
+// The options `qforge plan` and `qforge serve` take as text, before they become PlanArgs.
+struct PlanOptions {
+    uint32_t n_ctx = 0;                    // 0: 4096, noted as a default
+    std::string type_k = "f16", type_v = "f16";
+    bool no_flash_attn = false, kv_unified = false;
+    std::string vram, ram;                 // "24GiB"; empty: catalogue / 32 GiB default
+    double ram_bandwidth_gbs = 0;          // 0: default
+};
+// Checks the options (errors name the option: "--ctk: ...") and sets them on `args`.
+PlanArgs apply_plan_options(PlanArgs args, const PlanOptions& options);
+// The KV cache types --ctk/--ctv accept ("f16", "q8_0", ...).
+std::vector<std::string> cache_type_names();
 
 struct PlanReport {
     PlanModel model;

@@ -65,7 +65,7 @@ PlanMetadata plan_metadata(const PlanModel& m) {
         out.exact = true;
         return out;
     }
-    const bool tokenizer = has_tokenizer_files(m.dir);
+    const bool tokenizer = !m.config_only && has_tokenizer_files(m.dir);
     if (m.hf) {
         add_arch_metadata(*m.hf, kF16FileType, out.md, total_elements(plan_tensors(m)));
     } else {

@@ -7,6 +7,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 namespace qf {
@@ -125,6 +128,85 @@ TEST(PlanKv, StreamsAndSlidingWindow) {
     o.type_v = GgmlType::Q8_0;
     o.flash_attn = false;
     EXPECT_THROW(plan_kv_cache(m, o), Error);
+}
+
+// The compiled-in catalogue is data/hardware.json, row for row, and says where it came from.
+TEST(PlanHardware, BuiltinCatalogueIsTheDataFile) {
+    const HardwareCatalogue file = catalogue();
+    const HardwareCatalogue builtin = builtin_hardware_catalogue();
+    ASSERT_EQ(builtin.devices.size(), file.devices.size());
+    for (size_t i = 0; i < file.devices.size(); ++i) {
+        EXPECT_EQ(builtin.devices[i].name, file.devices[i].name);
+        EXPECT_EQ(builtin.devices[i].memory_bytes, file.devices[i].memory_bytes);
+        EXPECT_EQ(builtin.devices[i].bandwidth_gbs, file.devices[i].bandwidth_gbs);
+        EXPECT_EQ(builtin.devices[i].source, file.devices[i].source);
+        EXPECT_EQ(builtin.devices[i].origin, "built-in");
+    }
+    EXPECT_EQ(builtin.origins, std::vector<std::string>{"built-in"});
+}
+
+// A user file replaces rows with the same name (any case) and adds the others, in order.
+TEST(PlanHardware, UserFileExtendsAndOverrides) {
+    HardwareCatalogue c = builtin_hardware_catalogue();
+    const size_t n = c.devices.size();
+    const nlohmann::json extra = nlohmann::json::parse(R"({"devices": [
+        {"name": "nvidia geforce rtx 4090", "kind": "gpu", "vendor": "nvidia", "memory_bytes": 1073741824, "bandwidth_gbs": 1, "source": "mine"},
+        {"name": "My Card 9", "kind": "gpu", "vendor": "me", "memory_bytes": 2147483648, "bandwidth_gbs": 2, "source": "mine"}]})");
+    merge_hardware_catalogue(c, parse_hardware_catalogue(extra, "/home/me/hw.json"));
+    EXPECT_EQ(c.devices.size(), n + 1);
+    const Device& r4090 = find_device(c, "4090");
+    EXPECT_EQ(r4090.memory_bytes, uint64_t{1} << 30);
+    EXPECT_EQ(r4090.origin, "/home/me/hw.json");
+    EXPECT_EQ(c.devices.back().name, "My Card 9");
+    EXPECT_EQ(&find_device(c, "my card 9"), &c.devices.back());
+    EXPECT_EQ(find_device(c, "3090").origin, "built-in");
+    EXPECT_EQ(c.origins, (std::vector<std::string>{"built-in", "/home/me/hw.json"}));
+    // --list-gpus names both parts and the origin of each row.
+    const std::string text = render_catalogue_text(c);
+    EXPECT_NE(text.find(fmt::format("hardware catalogue: built-in ({} devices in use), /home/me/hw.json (2 devices in use)", n - 1)),
+              std::string::npos) << text.substr(0, 200);
+    EXPECT_EQ(render_catalogue_json(c)["devices"].back()["origin"], "/home/me/hw.json");
+}
+
+// The default catalogue reads $XDG_CONFIG_HOME/qforge/hardware.json when it exists, then
+// --hardware; a bad user file is an error naming that file.
+TEST(PlanHardware, DefaultCatalogueReadsTheUserPath) {
+    const std::string dir = test::scratch_dir();
+    const char* old = std::getenv("XDG_CONFIG_HOME");
+    const std::string saved = old ? old : "";
+    ::setenv("XDG_CONFIG_HOME", dir.c_str(), 1);
+    const std::string user = dir + "/qforge/hardware.json";
+    EXPECT_EQ(user_hardware_catalogue_path(), user);
+    EXPECT_EQ(load_default_hardware_catalogue().origins, std::vector<std::string>{"built-in"});
+    std::filesystem::create_directories(dir + "/qforge");
+    std::ofstream(user) << R"({"devices": [{"name": "Box 1", "kind": "cpu", "vendor": "x", "memory_bytes": 1073741824, "bandwidth_gbs": 5, "source": "s"}]})";
+    const std::string extra = dir + "/extra.json";
+    std::ofstream(extra) << R"({"devices": [{"name": "Box 1", "kind": "cpu", "vendor": "x", "memory_bytes": 2147483648, "bandwidth_gbs": 5, "source": "s"}]})";
+    HardwareCatalogue c = load_default_hardware_catalogue(extra);
+    EXPECT_EQ(c.origins, (std::vector<std::string>{"built-in", user, extra}));
+    EXPECT_EQ(find_device(c, "box 1").memory_bytes, uint64_t{2} << 30);  // --hardware last
+    std::ofstream(user) << "{not json";
+    try {
+        load_default_hardware_catalogue();
+        ADD_FAILURE() << "a broken user file was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(user), std::string::npos) << e.what();
+    }
+    if (old) ::setenv("XDG_CONFIG_HOME", saved.c_str(), 1); else ::unsetenv("XDG_CONFIG_HOME");
+}
+
+// The words bash completion offers for --gpu resolve to their own device.
+TEST(PlanHardware, ShortNamesResolveToTheirDevice) {
+    const HardwareCatalogue c = builtin_hardware_catalogue();
+    std::set<std::string> seen;
+    for (const Device& d : c.devices) {
+        const std::string w = device_short_name(c, d);
+        EXPECT_EQ(w.find(' '), std::string::npos) << w;
+        EXPECT_TRUE(seen.insert(w).second) << "twice: " << w;
+        EXPECT_EQ(&find_device(c, w), &d) << w;
+    }
+    EXPECT_EQ(device_short_name(c, find_device(c, "4090")), "RTX-4090");
+    EXPECT_EQ(device_short_name(c, find_device(c, "M3 Max 64")), "M3-Max-64GB");
 }
 
 }  // namespace
