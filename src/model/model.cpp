@@ -1,3 +1,6 @@
+// Over 600 lines on purpose: loading, the kernels, the stages forward() runs and the weight
+// overrides all work on Transformer::Impl, which stays private to this file.
+//
 // The llama-family forward pass. Facts from llama.cpp (src/llama-model.cpp, src/models/*.cpp,
 // ggml-cpu ops): RMSNorm with the mean square summed in double; RoPE "normal" (adjacent
 // pairs) for llama, whose q/k rows the converter permuted, and NEOX (pairs half a head apart)
