@@ -50,6 +50,13 @@ nlohmann::json plan_json(const QuantizeOptions& opts, const QuantizeResult& r) {
             {"n_params", p.n_params},
             {"bits_per_weight", p.bits_per_weight()},
             {"seconds", r.seconds},
+            {"calibration", opts.calibrate_path.empty()
+                                ? nlohmann::json(nullptr)
+                                : nlohmann::json{{"text", opts.calibrate_path},
+                                                 {"tokens", r.calib_tokens},
+                                                 {"seconds", r.calib_seconds},
+                                                 {"tensors_with_error_feedback", r.calib_with_feedback},
+                                                 {"tensors_without", r.calib_without_feedback}}},
             {"warnings", p.warnings},
             {"tensors", tensors}};
 }
@@ -156,6 +163,9 @@ void register_quantize(CLI::App& app) {
                        p.file_bytes, p.file_bytes / 1048576.0, p.bits_per_weight());
             return;
         }
+        if (!o.calibrate_path.empty())
+            fmt::print("calibrated on {} tokens of {} in {:.1f} s: {} tensors with error feedback, {} without\n",
+                       r.calib_tokens, o.calibrate_path, r.calib_seconds, r.calib_with_feedback, r.calib_without_feedback);
         fmt::print("wrote {}: {} tensors, {} bytes ({:.2f} MiB), {:.4f} bpw in {:.2f} s\n", p.output, p.tensors.size(),
                    p.file_bytes, p.file_bytes / 1048576.0, p.bits_per_weight(), r.seconds);
     });

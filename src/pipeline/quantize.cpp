@@ -281,7 +281,13 @@ QuantizeResult quantize_model(const QuantizeOptions& options) {
     }
 
     CalibratedWeights calibrated;
-    if (!options.calibrate_path.empty()) calibrated = calibrate_weights(options, plan, source);
+    if (!options.calibrate_path.empty()) {
+        calibrated = calibrate_weights(options, plan, source);
+        result.calib_tokens = calibrated.run.tokens;
+        result.calib_seconds = calibrated.run.seconds;
+        result.calib_with_feedback = calibrated.with_feedback;
+        result.calib_without_feedback = calibrated.without_feedback;
+    }
 
     std::vector<GgufTensorPlan> layout;
     layout.reserve(plan.tensors.size());

@@ -80,6 +80,11 @@ struct QuantizeResult {
     QuantizePlan plan;
     bool written = false;  // false for a dry run
     double seconds = 0;
+    // --calibrate: tokens the statistics were summed over, seconds spent calibrating, and how
+    // many tensors got error feedback (the rest: their type's search with the same statistics).
+    int64_t calib_tokens = 0;
+    double calib_seconds = 0;
+    int64_t calib_with_feedback = 0, calib_without_feedback = 0;
 };
 
 // Plans without writing anything; throws qf::Error for whatever would make the run fail

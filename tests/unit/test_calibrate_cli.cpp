@@ -47,6 +47,9 @@ TEST(CliCalibrate, WritesThePlannedLayoutAndReportsProgress) {
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find("calibrate: layer 6/6"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("calibrate: output"), std::string::npos) << r.out;
+    // 4 chunks of 64 tokens; 6 layers x 7 products plus the tied output (token_embd, q6_K).
+    EXPECT_NE(r.out.find("calibrated on 256 tokens"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("43 tensors with error feedback, 0 without"), std::string::npos) << r.out;
     // Same tensor types and sizes as the plan with an importance matrix (dry run), and the
     // blocks differ from the uncalibrated quantization.
     QforgeRun dry = qforge(fmt::format("quantize '{}' '{}' Q3_K_M --calibrate '{}' --dry-run", f.f16, s + "/dry.gguf", f.text));
