@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 using namespace qf::test;
 namespace fs = std::filesystem;
@@ -42,6 +43,13 @@ TEST(CliCalibrate, WritesThePlannedLayoutAndReportsProgress) {
     const Fixture f = fixture();
     const std::string s = f.dir;
     const std::string cal = s + "/cal.gguf", plain = s + "/plain.gguf";
+    auto temporary_models = [] {
+        std::set<std::string> out;
+        for (const auto& e : fs::directory_iterator(fs::temp_directory_path()))
+            if (e.path().filename().string().starts_with("qforge-calibrate-")) out.insert(e.path().string());
+        return out;
+    };
+    const std::set<std::string> before = temporary_models();  // another qforge may be running
     QforgeRun r = qforge(fmt::format("quantize '{}' '{}' Q3_K_M --calibrate '{}' --calib-ctx 64 --calib-chunks 4 -t 2",
                                      bundled_model("prose-tiny"), cal, f.text));
     ASSERT_EQ(r.rc, 0) << r.out;
@@ -68,8 +76,7 @@ TEST(CliCalibrate, WritesThePlannedLayoutAndReportsProgress) {
     EXPECT_GE(differ, 6u * 7u) << "every block weight product is calibrated";
     EXPECT_NE(dry.out.find(fmt::format("would be {} bytes", fs::file_size(cal))), std::string::npos) << dry.out;
     // The HF folder's F32 conversion is temporary.
-    for (const auto& e : fs::directory_iterator(fs::temp_directory_path()))
-        EXPECT_EQ(e.path().filename().string().find("qforge-calibrate-"), std::string::npos) << e.path();
+    for (const auto& path : temporary_models()) EXPECT_TRUE(before.contains(path)) << path << " was left behind";
 }
 
 TEST(CliCalibrate, OneLineRefusalsLeaveNothing) {
