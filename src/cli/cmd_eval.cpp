@@ -6,6 +6,7 @@
 #include "eval/kld.h"
 #include "eval/perplexity.h"
 #include "model/model.h"
+#include "common/text_file.h"
 #include "model/tokenizer.h"
 #include "pipeline/convert.h"
 
@@ -39,14 +40,6 @@ struct EvalArgs {
     bool json = false;
 };
 
-std::string read_text_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open the text file", path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) fail("{}: read error", path);
-    return ss.str();
-}
 
 // "chunk 3/40, ETA 12s" on stderr, redrawn in place; silent unless stderr is a terminal.
 class ChunkProgressLine {

@@ -6,6 +6,7 @@
 #include "eval/imatrix_collect.h"
 #include "gguf/gguf_reader.h"
 #include "model/model.h"
+#include "common/text_file.h"
 #include "model/tokenizer.h"
 #include "pipeline/imatrix_file.h"
 
@@ -21,14 +22,9 @@ namespace qf::cli {
 
 namespace {
 
-std::string read_text_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open the text file", path);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) fail("{}: cannot read the text file", path);
-    std::string text = ss.str();
-    // llama.cpp's -f drops one trailing newline before tokenizing.
+// llama.cpp's -f drops one trailing newline before tokenizing.
+std::string read_imatrix_text(const std::string& path) {
+    std::string text = read_text_file(path);
     if (!text.empty() && text.back() == '\n') text.pop_back();
     return text;
 }
@@ -90,7 +86,7 @@ void register_imatrix(CLI::App& app) {
             GgufFile probe(a->model);
             refuse_moe(probe);
         }
-        const std::string text = read_text_file(a->text);
+        const std::string text = read_imatrix_text(a->text);
         Transformer model(a->model);
         const int64_t n_ctx_train = model.hparams().n_ctx_train;
         if (n_ctx_train > 0 && a->n_ctx > n_ctx_train)

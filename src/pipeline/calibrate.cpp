@@ -1,6 +1,7 @@
 #include "pipeline/calibrate.h"
 
 #include "common/error.h"
+#include "common/text_file.h"
 #include "model/tokenizer.h"
 #include "pipeline/convert.h"
 #include "pipeline/row_convert.h"
@@ -9,28 +10,13 @@
 
 #include <omp.h>
 
-#include <fstream>
 #include <memory>
 #include <optional>
-#include <sstream>
 
 namespace qf {
 
-namespace {
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open calibration text", path);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) fail("{}: read error", path);
-    return ss.str();
-}
-
-}  // namespace
-
 CalibratedWeights calibrate_weights(const QuantizeOptions& options, const QuantizePlan& plan, const TensorSource& source) {
-    const std::string text = read_text(options.calibrate_path);
+    const std::string text = read_text_file(options.calibrate_path);
     if (options.threads > 0) omp_set_num_threads(options.threads);
     std::unique_ptr<TemporaryF32Gguf> converted;
     if (!source.is_gguf()) converted = std::make_unique<TemporaryF32Gguf>(options.input, options.threads, "calibrate");
